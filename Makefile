@@ -1,0 +1,42 @@
+# cfs-storage: `make bench` runs the main job, `make test` the whole suite.
+# Both install what they need first (Debian packages, Go modules) and are
+# quick when everything is already there. Run them as root.
+
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+# go.podman.io/storage and go.podman.io/image build without extra C
+# libraries with these tags; every go command here uses them.
+TAGS := containers_image_openpgp,exclude_graphdriver_btrfs
+export GOFLAGS := -tags=$(TAGS)
+
+# Debian packages the tests and the benchmark use.
+APT_PACKAGES := ostree crun runc debootstrap xfsprogs attr erofs-utils fsverity \
+	e2fsprogs util-linux
+
+BIN := bin
+
+.PHONY: all deps build test bench vet clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh $(APT_PACKAGES)
+	@$(GO) mod download
+
+build: deps
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+vet: deps
+	$(GO) vet ./...
+
+test: vet
+	@scripts/run-tests.sh
+
+# The main job. Until the benchmark lands this runs the self-check of the
+# machine; the command stays `make bench`.
+bench: build
+	$(BIN)/cfs-storage selfcheck
+
+clean:
+	rm -rf $(BIN)
