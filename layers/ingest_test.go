@@ -1,0 +1,271 @@
+package layers
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/cfs-storage/cfs-storage/layers/tree"
+)
+
+func TestIngestEntryTypes(t *testing.T) {
+	m := newMemContents()
+	long := strings.Repeat("n", 200) + "/" + strings.Repeat("m", 200)
+	capEntry := reg("bin/ping", "ping-binary-content")
+	capEntry.hdr.PAXRecords = map[string]string{"SCHILY.xattr.security.capability": "\x01\x00\x00\x02", "SCHILY.xattr.user.note": "hi"}
+	suid := reg("bin/su", "su-binary-content")
+	suid.hdr.Mode = 0o4755
+	suid.hdr.Uid, suid.hdr.Gid = 0, 0
+	chr := entry{hdr: tar.Header{Name: "dev/null", Typeflag: tar.TypeChar, Mode: 0o666, Devmajor: 1, Devminor: 3}}
+	blk := entry{hdr: tar.Header{Name: "dev/sda", Typeflag: tar.TypeBlock, Mode: 0o660, Devmajor: 8, Devminor: 0}}
+	fifo := entry{hdr: tar.Header{Name: "run/fifo", Typeflag: tar.TypeFifo, Mode: 0o600}}
+	tr := ingest(t, m,
+		dir("bin/"), capEntry, suid, hardlink("bin/su2", "bin/su"),
+		symlink("bin/sh", "/bin/bash"), reg("etc/tiny", "abc"), reg("etc/empty", ""),
+		chr, blk, fifo, reg(long, "long name body"),
+	)
+	for p, want := range map[string]uint32{
+		"bin": tree.TypeDir | 0o755, "bin/su": tree.TypeReg | 0o4755, "bin/sh": tree.TypeSymlink,
+		"dev/null": tree.TypeChar | 0o666, "dev/sda": tree.TypeBlock | 0o660, "run/fifo": tree.TypeFifo | 0o600,
+		"etc": tree.TypeDir | 0o755, long: tree.TypeReg | 0o644,
+	} {
+		n, err := tr.Lookup(p)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if n.Mode != want {
+			t.Errorf("%s mode %o, want %o", p, n.Mode, want)
+		}
+	}
+	ping, _ := tr.Lookup("bin/ping")
+	if v, ok := ping.Xattr("security.capability"); !ok || string(v) != "\x01\x00\x00\x02" {
+		t.Errorf("security.capability = %q, %v", v, ok)
+	}
+	if !ping.IsExternal() || m.puts == 0 {
+		t.Errorf("19-byte file not stored externally with inline limit 8")
+	}
+	tiny, _ := tr.Lookup("etc/tiny")
+	if tiny.IsExternal() || string(tiny.Content) != "abc" {
+		t.Errorf("3-byte file not inline: %+v", tiny)
+	}
+	su, _ := tr.Lookup("bin/su")
+	su2, _ := tr.Lookup("bin/su2")
+	if su != su2 || su.Nlink != 2 {
+		t.Errorf("hard link: same node %v, nlink %d", su == su2, su.Nlink)
+	}
+	null, _ := tr.Lookup("dev/null")
+	if null.Rdev != 1<<8|3 {
+		t.Errorf("dev/null rdev %#x", null.Rdev)
+	}
+}
+
+func TestIngestWhiteoutsAndOpaque(t *testing.T) {
+	m := newMemContents()
+	tr := ingest(t, m, dir("a/"), reg("a/.wh.gone", ""), reg("b/.wh..wh..opq", ""), reg("b/new", "x"), reg(".wh..wh.plnk", ""))
+	gone, err := tr.Lookup("a/gone")
+	if err != nil || !gone.IsWhiteout() {
+		t.Fatalf("a/gone is not a whiteout: %v %+v", err, gone)
+	}
+	b, _ := tr.Lookup("b")
+	if !isOpaque(b) {
+		t.Errorf("b is not opaque")
+	}
+	if tr.Root.Child(".wh..wh.plnk") != nil || tr.Root.NumEntries() != 2 {
+		t.Errorf("AUFS metadata entry kept: %d root entries", tr.Root.NumEntries())
+	}
+}
+
+func TestIngestDuplicatesReplace(t *testing.T) {
+	m := newMemContents()
+	d2 := dir("d/")
+	d2.hdr.Mode = 0o700
+	tr := ingest(t, m, dir("d/"), reg("d/f", "one"), d2, reg("f", "first"), reg("f", "second"), reg("l", "x"), symlink("l", "t"))
+	d, _ := tr.Lookup("d")
+	if d.Mode&0o777 != 0o700 || d.Child("f") == nil {
+		t.Errorf("repeated dir entry: mode %o, child kept %v", d.Mode, d.Child("f") != nil)
+	}
+	f, _ := tr.Lookup("f")
+	if string(f.Content) != "second" {
+		t.Errorf("f = %q, want the later entry", f.Content)
+	}
+	l, _ := tr.Lookup("l")
+	if l.Type() != tree.TypeSymlink {
+		t.Errorf("l not replaced by the symlink")
+	}
+}
+
+func TestIngestIDMapping(t *testing.T) {
+	h := reg("f", "x")
+	h.hdr.Uid, h.hdr.Gid = 5, 6
+	opts := IngestOptions{MapIDs: func(u, g uint32) (uint32, uint32, error) {
+		if u > 100 {
+			return 0, 0, errors.New("unmapped")
+		}
+		return u + 100000, g + 200000, nil
+	}}
+	tr, _, err := Ingest(context.Background(), bytes.NewReader(mkTar(t, h)), newMemContents(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := tr.Lookup("f")
+	if f.UID != 100005 || f.GID != 200006 {
+		t.Errorf("mapped owner %d:%d", f.UID, f.GID)
+	}
+	h.hdr.Uid = 1000
+	if _, _, err := Ingest(context.Background(), bytes.NewReader(mkTar(t, h)), newMemContents(), opts); err == nil {
+		t.Error("unmappable owner accepted")
+	}
+}
+
+func TestIngestAbsoluteAndDotPaths(t *testing.T) {
+	tr := ingest(t, newMemContents(), reg("/abs/f", "a"), reg("./rel/g", "b"), reg("x/../y", "c"), dir("./"))
+	for _, p := range []string{"abs/f", "rel/g", "y"} {
+		if _, err := tr.Lookup(p); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+}
+
+// A whiteout below a path that this layer turned into a file hides
+// nothing and is accepted, as overlay accepts it.
+func TestIngestWhiteoutUnderFile(t *testing.T) {
+	tr := ingest(t, newMemContents(), reg("a", "file now"), reg("a/.wh.x", ""))
+	a, _ := tr.Lookup("a")
+	if !a.IsRegular() {
+		t.Fatalf("a is %o", a.Mode)
+	}
+}
+
+func TestIngestHostile(t *testing.T) {
+	bigName := strings.Repeat("d/", MaxPathLen/2+1) + "f"
+	for _, tc := range []struct {
+		name    string
+		entries []entry
+		want    string
+	}{
+		{"dotdot", []entry{reg("../etc/passwd", "x")}, "climbs above"},
+		{"dotdot inside", []entry{reg("a/../../etc/passwd", "x")}, "climbs above"},
+		{"hardlink outside", []entry{hardlink("l", "../../etc/shadow")}, "climbs above"},
+		{"hardlink missing", []entry{hardlink("l", "etc/shadow")}, "not in this layer"},
+		{"hardlink to dir", []entry{dir("d/"), hardlink("l", "d")}, "directory"},
+		{"file under symlink", []entry{symlink("a", "/etc"), reg("a/passwd", "x")}, "not a directory"},
+		{"overlay xattr", []entry{func() entry {
+			e := dir("d/")
+			e.hdr.PAXRecords = map[string]string{"SCHILY.xattr.trusted.overlay.opaque": "y"}
+			return e
+		}()}, "reserved"},
+		{"whiteout of dotdot", []entry{reg("a/.wh...", "")}, "invalid name"},
+		{"empty whiteout", []entry{reg("a/.wh.", "")}, "invalid name"},
+		{"root as file", []entry{reg(".", "")}, "root must be a directory"},
+		{"path too long", []entry{reg(bigName, "")}, "longer than"},
+		{"empty symlink", []entry{symlink("s", "")}, "symlink target"},
+		{"long symlink", []entry{symlink("s", strings.Repeat("t", 4096))}, "symlink target"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := Ingest(context.Background(), bytes.NewReader(mkTar(t, tc.entries...)), newMemContents(), IngestOptions{})
+			if !errors.Is(err, ErrInvalidTar) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want ErrInvalidTar mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestIngestCorruptStreams(t *testing.T) {
+	good := mkTar(t, reg("f", strings.Repeat("z", 3000)), reg("g", "small"))
+	badSum := bytes.Clone(good)
+	badSum[148] ^= 0x1 // header checksum field
+	for name, data := range map[string][]byte{
+		"truncated header":  good[:300],
+		"truncated content": good[:512+1000],
+		"bad checksum":      badSum,
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, _, err := Ingest(context.Background(), bytes.NewReader(data), newMemContents(), IngestOptions{})
+			if err == nil {
+				t.Fatal("corrupt stream accepted")
+			}
+		})
+	}
+}
+
+func TestIngestCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, _, err := Ingest(ctx, bytes.NewReader(mkTar(t, reg("f", "x"))), newMemContents(), IngestOptions{})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
+
+func TestIngestSparse(t *testing.T) {
+	// A PAX 1.0 sparse file (what GNU tar --sparse writes): archive/tar
+	// cannot write one, so the blocks are built by hand. The data section
+	// starts with the sparse map (1 region: offset 16, length 4).
+	sparseMap := "1\n16\n4\n"
+	body := sparseMap + strings.Repeat("\x00", 512-len(sparseMap)) + "DATA"
+	pax := paxRecord("GNU.sparse.major", "1") + paxRecord("GNU.sparse.minor", "0") +
+		paxRecord("GNU.sparse.name", "sparse") + paxRecord("GNU.sparse.realsize", "20")
+	var raw bytes.Buffer
+	raw.Write(rawHeader("PaxHeaders/sparse", 'x', len(pax)))
+	raw.Write(pad512(pax))
+	raw.Write(rawHeader("GNUSparseFile.0/sparse", '0', len(body)))
+	raw.Write(pad512(body))
+	raw.Write(make([]byte, 1024))
+	m := newMemContents()
+	tr, _, err := Ingest(context.Background(), &raw, m, IngestOptions{InlineLimit: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := tr.Lookup("sparse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Repeat("\x00", 16) + "DATA"
+	rc, err := m.open(n)
+	if err != nil {
+		t.Fatalf("sparse file not external: %+v (%v)", n, err)
+	}
+	got := new(bytes.Buffer)
+	got.ReadFrom(rc)
+	if n.Size != 20 || got.String() != want {
+		t.Errorf("sparse file: size %d content %q, want %q", n.Size, got.String(), want)
+	}
+}
+
+func paxRecord(k, v string) string {
+	rec := " " + k + "=" + v + "\n"
+	n := len(rec)
+	for len(fmt.Sprint(n))+len(rec) != n {
+		n = len(fmt.Sprint(n)) + len(rec)
+	}
+	return fmt.Sprint(n) + rec
+}
+
+func pad512(s string) []byte {
+	b := []byte(s)
+	return append(b, make([]byte, (512-len(b)%512)%512)...)
+}
+
+// rawHeader builds a ustar header block by hand.
+func rawHeader(name string, typ byte, size int) []byte {
+	h := make([]byte, 512)
+	copy(h[0:], name)
+	copy(h[100:], "0000644\x00")
+	copy(h[108:], "0000000\x00")
+	copy(h[116:], "0000000\x00")
+	copy(h[124:], fmt.Sprintf("%011o\x00", size))
+	copy(h[136:], "00000000000\x00")
+	h[156] = typ
+	copy(h[257:], "ustar\x0000")
+	copy(h[148:], "        ")
+	sum := 0
+	for _, c := range h {
+		sum += int(c)
+	}
+	copy(h[148:], fmt.Sprintf("%06o\x00 ", sum))
+	return h
+}
