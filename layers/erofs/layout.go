@@ -1,0 +1,264 @@
+package erofs
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/cfs-storage/cfs-storage/layers/tree"
+)
+
+// computeTree numbers the inodes in BFS order and fixes directory nlink,
+// xattr order, the minimum mtime and the ACL flag (§5.1); it then resolves
+// hard-link entries.
+func (p *plan) computeTree(root *inode) error {
+	p.inodes = append(p.inodes, root)
+	p.minMtime = root.src.Mtime
+	for i := 0; i < len(p.inodes); i++ {
+		in := p.inodes[i]
+		if i > math.MaxUint32 {
+			return fmt.Errorf("%w: too many inodes", ErrTooLarge)
+		}
+		in.ino = uint32(i)
+		if in.typ() == tree.TypeDir {
+			dirs := uint32(0)
+			for _, e := range in.ents {
+				if !e.link && e.in.typ() == tree.TypeDir {
+					dirs++
+				}
+			}
+			in.nlink = 2 + dirs
+		}
+		sort.Slice(in.xattrs, func(a, b int) bool { return in.xattrs[a].Name < in.xattrs[b].Name })
+		if in.src.Mtime.Before(p.minMtime) {
+			p.minMtime = in.src.Mtime
+		}
+		for _, x := range in.xattrs {
+			if x.Name == xattrACLAccess || x.Name == xattrACLDefault {
+				p.flags |= cfsFlagHasACL
+			}
+		}
+		for _, e := range in.ents {
+			if !e.link {
+				p.inodes = append(p.inodes, e.in)
+			}
+		}
+	}
+	for _, in := range p.inodes {
+		for i := range in.ents {
+			e := &in.ents[i]
+			if e.in != nil {
+				continue
+			}
+			if e.in = p.byNode[e.node]; e.in == nil {
+				return fmt.Errorf("%w: hard link %q points outside the tree", ErrInvalidTree, e.name)
+			}
+		}
+	}
+	return nil
+}
+
+// sharedXattr is one entry of the shared xattr table.
+type sharedXattr struct {
+	key    string
+	value  []byte
+	offset int64 // byte offset within the table
+}
+
+// pairInfo counts one distinct (key, value) pair.
+type pairInfo struct {
+	count int
+	index int // index in plan.shared, or -1
+}
+
+// chooseShared builds the shared xattr table and decides, per inode, which
+// xattrs are shared references (§6.4), then sizes every xattr body.
+func (p *plan) chooseShared() {
+	pairs := make(map[string]map[string]*pairInfo)
+	var shareable []sharedXattr
+	for _, in := range p.inodes {
+		for _, x := range in.xattrs {
+			vals := pairs[x.Name]
+			if vals == nil {
+				vals = make(map[string]*pairInfo)
+				pairs[x.Name] = vals
+			}
+			pi := vals[string(x.Value)]
+			if pi == nil {
+				pi = &pairInfo{index: -1}
+				vals[string(x.Value)] = pi
+			}
+			pi.count++
+			if pi.count == 2 {
+				shareable = append(shareable, sharedXattr{key: x.Name, value: x.Value})
+			}
+		}
+	}
+	sort.Slice(shareable, func(i, j int) bool {
+		a, b := shareable[i], shareable[j]
+		if a.key != b.key {
+			return a.key > b.key
+		}
+		if len(a.value) != len(b.value) {
+			return len(a.value) > len(b.value)
+		}
+		return bytes.Compare(a.value, b.value) > 0
+	})
+	var off int64
+	for i := range shareable {
+		s := &shareable[i]
+		s.offset = off
+		off += int64(xattrEntrySize(s.key, len(s.value)))
+		pairs[s.key][string(s.value)].index = i
+	}
+	p.shared = shareable
+	for _, in := range p.inodes {
+		if len(in.xattrs) == 0 {
+			continue
+		}
+		size := xattrIBodyHeaderSize
+		for i, x := range in.xattrs {
+			pi := pairs[x.Name][string(x.Value)]
+			if pi.index >= 0 && in.nShared < maxSharedRefs {
+				if in.sharedSel == nil {
+					in.sharedSel = make([]bool, len(in.xattrs))
+				}
+				in.sharedSel[i] = true
+				in.nShared++
+				size += 4
+				continue
+			}
+			size += xattrEntrySize(x.Name, len(x.Value))
+		}
+		in.xattrSize = size
+	}
+	p.sharedIdx = pairs
+}
+
+// sharedID returns the shared-table index of an inode's xattr.
+func (p *plan) sharedID(x tree.Xattr) int {
+	return p.sharedIdx[x.Name][string(x.Value)].index
+}
+
+// initialData sets an inode's initial (nBlocks, tail) and dirent groups
+// (§7.1).
+func (in *inode) initialData() {
+	switch in.typ() {
+	case tree.TypeDir:
+		used := 0
+		in.groups = append(in.groups[:0], 0)
+		for i, e := range in.ents {
+			cost := direntSize + len(e.name)
+			if used+cost > blkSize {
+				in.groups = append(in.groups, i)
+				used = 0
+			}
+			used += cost
+		}
+		in.nBlocks = uint64(len(in.groups) - 1)
+		if used > halfBlock {
+			in.nBlocks++
+			used = 0
+		}
+		in.tail = used
+	case tree.TypeSymlink:
+		in.tail = len(in.src.Target)
+	case tree.TypeReg:
+		switch {
+		case in.size == 0:
+		case in.isExternal():
+			in.tail = int(in.chunkCount * chunkMapEntrySize)
+		default:
+			in.nBlocks = in.size / blkSize
+			in.tail = int(in.size % blkSize)
+			if in.tail > halfBlock {
+				in.nBlocks++
+				in.tail = 0
+			}
+		}
+	}
+}
+
+// useExtended decides between the compact and extended inode (§5.2).
+func (p *plan) useExtended(in *inode) bool {
+	size := in.size
+	if in.typ() == tree.TypeDir {
+		size = in.nBlocks*blkSize + uint64(in.tail)
+	}
+	return in.src.Mtime != p.minMtime || in.nlink > math.MaxUint16 ||
+		in.src.UID > math.MaxUint16 || in.src.GID > math.MaxUint16 || size > math.MaxUint32
+}
+
+// layout places every inode, the shared table and the data blocks (§7, §8.1).
+func (p *plan) layout() error {
+	pos := int64(inodeStart)
+	for _, in := range p.inodes {
+		in.initialData()
+		in.extended = p.useExtended(in)
+		if in.xattrSize > 0 && (in.xattrSize-xattrIBodyHeaderSize)/4+1 > math.MaxUint16 {
+			return fmt.Errorf("%w: xattrs too large", ErrInvalidTree)
+		}
+		pos = in.place(pos)
+	}
+	p.inodesEnd = roundUp(pos, slotSize)
+	var tableSize int64
+	for _, s := range p.shared {
+		tableSize += int64(xattrEntrySize(s.key, len(s.value)))
+	}
+	p.dataStart = roundUp(p.inodesEnd+tableSize, blkSize)
+	blk := uint64(p.dataStart / blkSize)
+	for _, in := range p.inodes {
+		if in.nBlocks > 0 {
+			in.blkaddr = uint32(blk)
+			blk += in.nBlocks
+		}
+	}
+	if blk > math.MaxUint32 {
+		return fmt.Errorf("%w: %d blocks", ErrTooLarge, blk)
+	}
+	if p.inodes[0].pos/slotSize > math.MaxUint16 {
+		return fmt.Errorf("%w: root nid above 65535", ErrTooLarge)
+	}
+	p.nBlocks = blk
+	return nil
+}
+
+func (in *inode) isize() int64 {
+	if in.extended {
+		return extendedInodeSize
+	}
+	return compactInodeSize
+}
+
+// place positions in at pos (§7.3) and returns the position after it.
+func (in *inode) place(pos int64) int64 {
+	aligned := roundUp(pos, slotSize)
+	in.pad, pos = aligned-pos, aligned
+	head := in.isize() + int64(in.xattrSize)
+	if in.typ() == tree.TypeSymlink {
+		total := head + int64(in.tail)
+		if total >= blkSize {
+			in.nBlocks, in.tail = 1, 0
+		}
+		if pos/blkSize != (pos+total-1)/blkSize {
+			next := roundUp(pos, blkSize)
+			in.pad += next - pos
+			pos = next
+		}
+	} else if r := blkSize - (pos+head)%blkSize; r < int64(in.tail) {
+		e := roundUp(r, slotSize)
+		if r2 := blkSize - (pos+head+e)%blkSize; int64(in.tail) <= r2 {
+			in.pad += e
+			pos += e
+		} else {
+			in.nBlocks++
+			in.tail = 0
+			next := roundUp(pos, blkSize)
+			in.pad += next - pos
+			pos = next
+		}
+	}
+	in.pos = pos
+	return pos + head + int64(in.tail)
+}
