@@ -8,14 +8,14 @@ import "encoding/binary"
 
 // Composefs header (struct lcfs_erofs_header_s), at offset 0.
 const (
-	cfsMagic       uint32 = 0xD078629A // magic
-	cfsHeaderVer   uint32 = 1          // version: header layout version
-	cfsFlagHasACL  uint32 = 1 << 0     // flags: LCFS_EROFS_FLAGS_HAS_ACL
-	cfsHeaderSize         = 32
-	offCfsMagic           = 0  // u32 magic
-	offCfsVersion         = 4  // u32 version
-	offCfsFlags           = 8  // u32 flags
-	offCfsFormatVer       = 12 // u32 composefs_version
+	cfsMagic        uint32 = 0xD078629A // magic
+	cfsHeaderVer    uint32 = 1          // version: header layout version
+	cfsFlagHasACL   uint32 = 1 << 0     // flags: LCFS_EROFS_FLAGS_HAS_ACL
+	cfsHeaderSize          = 32
+	offCfsMagic            = 0  // u32 magic
+	offCfsVersion          = 4  // u32 version
+	offCfsFlags            = 8  // u32 flags
+	offCfsFormatVer        = 12 // u32 composefs_version
 )
 
 // Block and slot geometry.
@@ -28,22 +28,22 @@ const (
 
 // EROFS superblock (struct erofs_super_block), at offset 1024, 128 bytes.
 const (
-	sbOffset         = 1024
-	sbSize           = 128
-	sbMagic   uint32 = 0xE0F5E1E2 // EROFS_SUPER_MAGIC_V1
+	sbOffset        = 1024
+	sbSize          = 128
+	sbMagic  uint32 = 0xE0F5E1E2 // EROFS_SUPER_MAGIC_V1
 	// Offsets relative to the superblock start.
-	offSbMagic         = 0  // __le32 magic
-	offSbChecksum      = 4  // __le32 checksum
-	offSbFeatureCompat = 8  // __le32 feature_compat
-	offSbBlkSzBits     = 12 // __u8 blkszbits
-	offSbExtSlots      = 13 // __u8 sb_extslots
-	offSbRootNid       = 14 // __le16 root_nid
-	offSbInos          = 16 // __le64 inos
-	offSbBuildTime     = 24 // __le64 build_time
-	offSbBuildTimeNsec = 32 // __le32 build_time_nsec
-	offSbBlocks        = 36 // __le32 blocks
-	offSbMetaBlkAddr   = 40 // __le32 meta_blkaddr
-	offSbXattrBlkAddr  = 44 // __le32 xattr_blkaddr
+	offSbMagic           = 0  // __le32 magic
+	offSbChecksum        = 4  // __le32 checksum
+	offSbFeatureCompat   = 8  // __le32 feature_compat
+	offSbBlkSzBits       = 12 // __u8 blkszbits
+	offSbExtSlots        = 13 // __u8 sb_extslots
+	offSbRootNid         = 14 // __le16 root_nid
+	offSbInos            = 16 // __le64 inos
+	offSbBuildTime       = 24 // __le64 build_time
+	offSbBuildTimeNsec   = 32 // __le32 build_time_nsec
+	offSbBlocks          = 36 // __le32 blocks
+	offSbMetaBlkAddr     = 40 // __le32 meta_blkaddr
+	offSbXattrBlkAddr    = 44 // __le32 xattr_blkaddr
 	offSbFeatureIncompat = 80 // __le32 feature_incompat
 )
 
@@ -93,8 +93,8 @@ const (
 
 // Chunk-based files.
 const (
-	chunkFormatBlkBitsMask = 0x001F // EROFS_CHUNK_FORMAT_BLKBITS_MASK
-	chunkFormatIndexes     = 0x0020 // EROFS_CHUNK_FORMAT_INDEXES (never set)
+	chunkFormatBlkBitsMask = 0x001F     // EROFS_CHUNK_FORMAT_BLKBITS_MASK
+	chunkFormatIndexes     = 0x0020     // EROFS_CHUNK_FORMAT_INDEXES (never set)
 	nullAddr               = 0xFFFFFFFF // EROFS_NULL_ADDR
 	chunkMapEntrySize      = 4
 	maxChunkBits           = 43
