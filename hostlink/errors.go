@@ -1,0 +1,27 @@
+package hostlink
+
+import "errors"
+
+// Sentinel errors of the repository reader and the content index, tested
+// with errors.Is. Errors returned wrap one of these with the path or
+// object concerned.
+var (
+	// ErrNotRepo reports a directory that is not an ostree repository
+	// (no readable config with a [core] group).
+	ErrNotRepo = errors.New("hostlink: not an ostree repository")
+	// ErrUnsupportedMode reports a repository mode this package cannot
+	// share objects from: archive and archive-z2 repositories store file
+	// objects compressed (.filez), so their content is not a plain file.
+	ErrUnsupportedMode = errors.New("hostlink: unsupported ostree repository mode")
+	// ErrBadChecksum reports a malformed checksum string or field.
+	ErrBadChecksum = errors.New("hostlink: malformed checksum")
+	// ErrMissingObject reports an object that a commit or dirtree refers
+	// to but that is not in the repository (pruned, or a partial pull).
+	ErrMissingObject = errors.New("hostlink: object missing from repository")
+	// ErrCorrupt reports an object whose content does not match its name
+	// or that cannot be decoded.
+	ErrCorrupt = errors.New("hostlink: corrupt object")
+	// ErrBadRef reports a ref file that does not hold a checksum, or an
+	// unknown ref.
+	ErrBadRef = errors.New("hostlink: bad ref")
+)
