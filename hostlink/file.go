@@ -87,7 +87,9 @@ func (r *Repo) fileInfoFromStat(p string, st *unix.Stat_t) (*FileInfo, error) {
 }
 
 // fillContentInfo sets Size or Target from an object that is stored as
-// itself (a regular file or a real symlink).
+// itself (a regular file or a real symlink). Reading a symlink's target
+// is a plain read, but the kernel has no O_NOATIME for readlink: under
+// relatime it may refresh the symlink's atime, as `ostree ls` does.
 func fillContentInfo(fi *FileInfo, p string, st *unix.Stat_t) error {
 	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 		t, err := os.Readlink(p)

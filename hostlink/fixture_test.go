@@ -17,7 +17,7 @@ import (
 // privileged tests.
 type treeFile struct {
 	path     string
-	kind     byte // 'f' file, 'd' directory, 'l' symlink, 'h' hard link
+	kind     byte   // 'f' file, 'd' directory, 'l' symlink, 'h' hard link
 	mode     uint32 // permission and setuid/setgid/sticky bits
 	uid, gid int
 	content  string // file content, symlink target, or hard link source

@@ -59,7 +59,7 @@ type Repo struct {
 // config, objects/ and refs/), reading its mode from config. Archive
 // repositories are refused with ErrUnsupportedMode.
 func OpenRepo(path string) (*Repo, error) {
-	data, err := os.ReadFile(filepath.Join(path, "config"))
+	data, err := readFileNoatime(filepath.Join(path, "config"))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrNotRepo, path, err)
 	}
@@ -207,7 +207,7 @@ func (r *Repo) readRefDir(dir, prefix string, refs map[string]Checksum) error {
 
 // readRefFile reads a ref file: a checksum and a newline.
 func readRefFile(p string) (Checksum, error) {
-	data, err := os.ReadFile(p)
+	data, err := readFileNoatime(p)
 	if err != nil {
 		return Checksum{}, err
 	}

@@ -1,0 +1,226 @@
+package hostlink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// copyRepo copies a test repository with cp -a (owners, modes, xattrs and
+// hard links kept) so that a test may damage the copy.
+func copyRepo(t *testing.T, src string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "copy")
+	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp -a: %v\n%s", err, out)
+	}
+	return dst
+}
+
+// flipByte inverts one byte of a file in the middle.
+func flipByte(t *testing.T, p string) {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0xff
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDamagedRepo(t *testing.T) {
+	type env struct {
+		r       *Repo
+		commit  Checksum
+		entries map[string]*Entry
+	}
+	walk := func(e *env) error {
+		return e.r.Walk(context.Background(), e.commit, func(*Entry) error { return nil })
+	}
+	tests := []struct {
+		name    string
+		mode    string
+		damage  func(t *testing.T, e *env)
+		op      func(e *env) error
+		wantErr error
+		wantMsg string
+	}{
+		{"flipped dirtree", "bare", func(t *testing.T, e *env) {
+			flipByte(t, e.r.ObjectPath(e.entries["/usr"].Checksum, ObjectDirTree))
+		}, walk, ErrCorrupt, "/usr"},
+		{"flipped dirmeta", "bare-user", func(t *testing.T, e *env) {
+			flipByte(t, e.r.ObjectPath(e.entries["/home/user"].DirMeta, ObjectDirMeta))
+		}, walk, ErrCorrupt, "/home/user"},
+		{"flipped commit", "bare", func(t *testing.T, e *env) {
+			flipByte(t, e.r.ObjectPath(e.commit, ObjectCommit))
+		}, walk, ErrCorrupt, e2s(ObjectCommit)},
+		{"flipped file content", "bare", func(t *testing.T, e *env) {
+			flipByte(t, e.r.FileObjectPath(e.entries["/usr/bin/tool"].Checksum))
+		}, func(e *env) error {
+			if err := walk(e); err != nil { // metadata only: the walk still works
+				return fmt.Errorf("walk failed early: %w", err)
+			}
+			return e.r.VerifyFile(e.entries["/usr/bin/tool"].Checksum)
+		}, ErrCorrupt, "checksum to"},
+		{"changed owner", "bare", func(t *testing.T, e *env) {
+			if err := os.Lchown(e.r.FileObjectPath(e.entries["/etc/hostname"].Checksum), 7, 7); err != nil {
+				t.Fatal(err)
+			}
+		}, func(e *env) error { return e.r.VerifyFile(e.entries["/etc/hostname"].Checksum) }, ErrCorrupt, ""},
+		{"bad ostreemeta", "bare-user", func(t *testing.T, e *env) {
+			p := e.r.FileObjectPath(e.entries["/etc/shadow"].Checksum)
+			if err := unix.Lsetxattr(p, bareUserMetaXattr, []byte{1, 2, 3}, 0); err != nil {
+				t.Fatal(err)
+			}
+		}, walk, ErrCorrupt, "/etc/shadow"},
+		{"missing file object", "bare-user-only", func(t *testing.T, e *env) {
+			if err := os.Remove(e.r.FileObjectPath(e.entries["/etc/hostname"].Checksum)); err != nil {
+				t.Fatal(err)
+			}
+		}, walk, ErrMissingObject, "/etc/hostname"},
+		{"missing dirtree", "bare", func(t *testing.T, e *env) {
+			if err := os.Remove(e.r.ObjectPath(e.entries["/usr/bin"].Checksum, ObjectDirTree)); err != nil {
+				t.Fatal(err)
+			}
+		}, walk, ErrMissingObject, "/usr/bin"},
+		{"missing commit", "bare", func(t *testing.T, e *env) {
+			if err := os.Remove(e.r.ObjectPath(e.commit, ObjectCommit)); err != nil {
+				t.Fatal(err)
+			}
+		}, walk, ErrMissingObject, e2s(ObjectCommit)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := makeRepo(t, tt.mode)
+			r, err := OpenRepo(copyRepo(t, tr.path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := &env{r: r, commit: tr.commit, entries: map[string]*Entry{}}
+			_, entries := walkLs(t, r, tr.commit)
+			for _, en := range entries {
+				e.entries[en.Path] = en
+			}
+			tt.damage(t, e)
+			err = tt.op(e)
+			if !errors.Is(err, tt.wantErr) || !strings.Contains(fmt.Sprint(err), tt.wantMsg) {
+				t.Fatalf("error = %v, want %v mentioning %q", err, tt.wantErr, tt.wantMsg)
+			}
+			if tt.wantErr == ErrMissingObject && !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("missing object error %v does not wrap fs.ErrNotExist", err)
+			}
+		})
+	}
+}
+
+func e2s(t ObjectType) string { return string(t) }
+
+// repoState records what the no-write test compares: for every path of
+// the repository its type, mode, owner, size, mtime, ctime and xattrs,
+// plus the atime of regular files. Directories' atime changes on plain
+// listing and symlinks' on readlink (no O_NOATIME exists for either):
+// both are plain reads, which are allowed.
+func repoState(t *testing.T, root string) map[string]string {
+	t.Helper()
+	state := map[string]string{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		xs, err := readXattrs(p)
+		if err != nil {
+			return err
+		}
+		s := fmt.Sprintf("mode=%o uid=%d gid=%d size=%d mtime=%v ctime=%v xattrs=%v",
+			st.Mode, st.Uid, st.Gid, st.Size, st.Mtim, st.Ctim, xs)
+		if d.Type().IsRegular() {
+			s += fmt.Sprintf(" atime=%v", st.Atim)
+		}
+		state[p] = s
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return state
+}
+
+// ageAtimes sets every object file's atime three days back (mtime kept),
+// so that a read without O_NOATIME would update it under relatime.
+func ageAtimes(t *testing.T, root string) {
+	t.Helper()
+	old := unix.NsecToTimespec(time.Now().Add(-72 * time.Hour).UnixNano())
+	ts := []unix.Timespec{old, {Nsec: unix.UTIME_OMIT}}
+	err := filepath.WalkDir(filepath.Join(root, "objects"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReadsChangeNothing runs every read of this package over a real
+// repository and checks nothing changed (metadata, xattrs, atimes of
+// objects) and `ostree fsck` still passes.
+func TestReadsChangeNothing(t *testing.T) {
+	for _, mode := range supportedModes {
+		t.Run(mode, func(t *testing.T) {
+			tr := makeRepo(t, mode)
+			ageAtimes(t, tr.path)
+			before := repoState(t, tr.path)
+			readEverything(t, tr)
+			after := repoState(t, tr.path)
+			for p, s := range before {
+				if after[p] != s {
+					t.Errorf("%s changed:\n before %s\n after  %s", p, s, after[p])
+				}
+			}
+			if len(after) != len(before) {
+				t.Errorf("repository has %d paths after reads, %d before", len(after), len(before))
+			}
+			ostreeCmd(t, "fsck", "--repo="+tr.path)
+		})
+	}
+}
+
+// readEverything exercises every reading entry point on tr.
+func readEverything(t *testing.T, tr *testRepo) {
+	t.Helper()
+	r, err := OpenRepo(tr.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Refs(); err != nil {
+		t.Fatal(err)
+	}
+	_, entries := walkLs(t, r, tr.commit)
+	for _, e := range entries {
+		if e.Type != TypeDir {
+			if err := r.VerifyFile(e.Checksum); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := r.FileObjects(context.Background(), []Checksum{tr.commit}); err != nil {
+		t.Fatal(err)
+	}
+	readIndex(t, r, entries)
+}
