@@ -76,6 +76,9 @@ type IngestStats struct {
 	Bytes int64
 	// InlineBytes is the part of Bytes stored inline in the image.
 	InlineBytes int64
+	// RootEntry is true when the tar had an entry for the root directory
+	// ("./" or "/"); otherwise the tree's root carries default metadata.
+	RootEntry bool
 }
 
 // Ingest reads a layer tar in one pass and returns the layer's tree: OCI
@@ -139,6 +142,7 @@ func (in *ingester) entry(ctx context.Context, hdr *tar.Header, r io.Reader) err
 			return fmt.Errorf("%w: entry %q: the root must be a directory", ErrInvalidTar, hdr.Name)
 		}
 		setDirMeta(in.t.Root, n)
+		in.stats.RootEntry = true
 		return nil
 	}
 	return in.place(hdr.Name, p, n)
