@@ -40,8 +40,8 @@ func fsverityDigest(data []byte) [32]byte {
 
 func TestFsverityHelper(t *testing.T) {
 	tests := map[string]string{
-		"":            "3d248ca542a24fc62d1c43b916eae5016878e2533c88238480b26128a1f1af95",
-		"hello world": "1e2eaa4202d750a41174ee454970b92c1bc2f925b1e35076d8c7d5f56362ba64",
+		"":                          "3d248ca542a24fc62d1c43b916eae5016878e2533c88238480b26128a1f1af95",
+		"hello world":               "1e2eaa4202d750a41174ee454970b92c1bc2f925b1e35076d8c7d5f56362ba64",
 		strings.Repeat("x", 528384): "c4457f43f307992a4dda813cf05aa2cd0b09ecf642a74b261a68cf8a9e2f4609",
 	}
 	for in, want := range tests {
