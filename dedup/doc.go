@@ -6,4 +6,27 @@
 // It owns insertion (from a stream, or by linking an existing file), lookup
 // by digest, per-layer reference sets, garbage collection, fsck and
 // statistics. It knows nothing of containers/storage.
+//
+// # Lifecycle
+//
+// A layer ingest opens a session, inserts its contents, and commits the
+// set of digests as the layer's references:
+//
+//	s, _ := dedup.Open(root, dedup.Options{})
+//	in, _ := s.BeginIngest(ctx)
+//	for each regular file: in.Insert(ctx, r, dedup.InsertOptions{})
+//	                       (or in.InsertFile for a host file, in.Ref for
+//	                       an object found by LookupSHA256)
+//	in.Commit(ctx, layerID)   // or in.Abort()
+//	...
+//	s.DropRefs(ctx, layerID)  // when the layer is removed
+//	s.GC(ctx)                 // deletes what no layer and no session uses
+//
+// GC, fsck and any number of sessions may run at once in any number of
+// processes. The in-flight rule is a pending set per session, not a grace
+// period: see FORMAT.md beside this file for the layout, the locking, the
+// format version and the fsync policy.
+//
+// The user-space fs-verity digest and the kernel calls are in the
+// subpackage fsverity.
 package dedup

@@ -1,0 +1,222 @@
+package dedup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// staleTemp is the age after which a named temporary file in staging is
+// removed by GC. Named temporary files exist only where O_TMPFILE is not
+// supported; an unnamed one vanishes with its process.
+const staleTemp = 24 * time.Hour
+
+// GCReport describes one collection.
+type GCReport struct {
+	// Removed and RemovedBytes count the objects deleted.
+	Removed      int
+	RemovedBytes int64
+	// Kept counts objects found live.
+	Kept int
+	// Layers is the number of layers whose refs were read.
+	Layers int
+	// Pending counts the ingests in flight whose pins were honoured;
+	// StalePending the pending sets of dead processes, removed.
+	Pending      int
+	StalePending int
+	// IndexRemoved counts SHA-256 index entries of absent objects removed.
+	IndexRemoved int
+	// TempRemoved counts leftover temporary files removed.
+	TempRemoved int
+}
+
+// GC deletes exactly the objects that no registered layer references and
+// no ingest in flight has pinned.
+//
+// It lists the objects without any lock, then takes the store lock
+// exclusively, reads every refs file and every pending set, and deletes
+// the listed objects found in none of them. Objects that appear after the
+// listing are not candidates; an object pinned after the listing was
+// pinned under the shared lock, so before GC's exclusive section began,
+// and is seen there. A refs or pending file that cannot be read stops GC
+// before anything is deleted.
+func (s *Store) GC(ctx context.Context) (GCReport, error) {
+	var rep GCReport
+	var candidates []Digest
+	err := s.walkObjects(ctx, func(d Digest, _ string) error {
+		candidates = append(candidates, d)
+		return nil
+	}, nil)
+	if err != nil {
+		return rep, fmt.Errorf("dedup: gc: %w", err)
+	}
+	unlock, err := s.lockStore(ctx, unix.LOCK_EX)
+	if err != nil {
+		return rep, fmt.Errorf("dedup: gc: %w", err)
+	}
+	defer unlock()
+	live, err := s.liveSet(&rep)
+	if err != nil {
+		return rep, fmt.Errorf("dedup: gc: %w", err)
+	}
+	for _, d := range candidates {
+		if _, ok := live[d]; ok {
+			rep.Kept++
+			continue
+		}
+		p := s.Path(d)
+		var st unix.Stat_t
+		if unix.Lstat(p, &st) != nil {
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return rep, fmt.Errorf("dedup: gc: %w", err)
+		}
+		rep.Removed++
+		rep.RemovedBytes += st.Size
+	}
+	if err := s.sweepIndex(ctx, &rep); err != nil {
+		return rep, fmt.Errorf("dedup: gc: %w", err)
+	}
+	if err := s.sweepTemps(&rep); err != nil {
+		return rep, fmt.Errorf("dedup: gc: %w", err)
+	}
+	return rep, nil
+}
+
+// liveSet returns every digest referenced by a layer or pinned by a live
+// ingest, and removes the pending files of dead processes. The caller
+// holds the store lock exclusively.
+func (s *Store) liveSet(rep *GCReport) (map[Digest]struct{}, error) {
+	live := map[Digest]struct{}{}
+	layers, err := s.Layers()
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range layers {
+		ds, err := s.Refs(id)
+		if errors.Is(err, ErrNotFound) {
+			continue // dropped meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range ds {
+			live[d] = struct{}{}
+		}
+		rep.Layers++
+	}
+	dir := filepath.Join(s.root, dirPending)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list pending: %w", err)
+	}
+	for _, e := range ents {
+		ds, alive, err := readPendingFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		if !alive {
+			rep.StalePending++
+			continue
+		}
+		rep.Pending++
+		for _, d := range ds {
+			live[d] = struct{}{}
+		}
+	}
+	return live, nil
+}
+
+// readPendingFile reads a pending set. If no process holds its lock, the
+// session's process is dead: the file is removed and alive is false.
+func readPendingFile(p string) (ds []Digest, alive bool, err error) {
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil // ended meanwhile
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("pending %s: %w", p, err)
+	}
+	defer f.Close()
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, false, fmt.Errorf("remove stale pending %s: %w", p, err)
+		}
+		return nil, false, nil
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, false, fmt.Errorf("pending %s: %w", p, err)
+	}
+	ds, err = readPending(data)
+	if err != nil {
+		return nil, false, fmt.Errorf("pending %s: %w", p, err)
+	}
+	return ds, true, nil
+}
+
+// sweepIndex removes SHA-256 index entries whose object is absent.
+func (s *Store) sweepIndex(ctx context.Context, rep *GCReport) error {
+	top := filepath.Join(s.root, dirIndex)
+	dirs, err := os.ReadDir(top)
+	if err != nil {
+		return fmt.Errorf("list index: %w", err)
+	}
+	for _, de := range dirs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ents, err := os.ReadDir(filepath.Join(top, de.Name()))
+		if err != nil {
+			return fmt.Errorf("list index: %w", err)
+		}
+		for _, e := range ents {
+			p := filepath.Join(top, de.Name(), e.Name())
+			target, err := os.Readlink(p)
+			d, perr := ParseDigest(target)
+			if err == nil && perr == nil && s.Has(d) {
+				continue
+			}
+			if err := os.Remove(p); err == nil {
+				rep.IndexRemoved++
+			}
+		}
+	}
+	return nil
+}
+
+// sweepTemps removes leftover temporary refs files (written only under
+// the shared lock, so none is in flight now) and named staging files
+// older than staleTemp.
+func (s *Store) sweepTemps(rep *GCReport) error {
+	refs := filepath.Join(s.root, dirRefs)
+	ents, err := os.ReadDir(refs)
+	if err != nil {
+		return fmt.Errorf("list refs: %w", err)
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".tmp-") && os.Remove(filepath.Join(refs, e.Name())) == nil {
+			rep.TempRemoved++
+		}
+	}
+	staging := filepath.Join(s.root, dirStaging)
+	ents, err = os.ReadDir(staging)
+	if err != nil {
+		return fmt.Errorf("list staging: %w", err)
+	}
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err == nil && time.Since(fi.ModTime()) > staleTemp && os.Remove(filepath.Join(staging, e.Name())) == nil {
+			rep.TempRemoved++
+		}
+	}
+	return nil
+}

@@ -1,0 +1,179 @@
+package dedup
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// pendingMagic starts every pending file; 32-byte digests follow.
+const pendingMagic = "CFSPEND1"
+
+// Ingest is an ingestion session: the objects it inserts or references
+// are pinned (GC keeps them) from the moment Insert, InsertFile or Ref
+// returns until Commit or Abort, or until the process dies.
+//
+// The pins live in pending/<session>, a file the session holds an
+// exclusive flock on; a digest is appended to it, under the shared store
+// lock, before the insert that makes the object live returns. GC, under
+// the exclusive store lock, treats the digests of every pending file it
+// cannot lock as live and deletes the pending files it can lock (their
+// process is gone). This is the in-flight rule: a pending set, no grace
+// period.
+//
+// An Ingest is safe for concurrent use by many goroutines.
+type Ingest struct {
+	s    *Store
+	name string
+
+	mu  sync.Mutex
+	f   *os.File // nil once committed or aborted
+	set map[Digest]struct{}
+}
+
+// BeginIngest starts an ingestion session.
+func (s *Store) BeginIngest(ctx context.Context) (*Ingest, error) {
+	var id [12]byte
+	rand.Read(id[:])
+	name := filepath.Join(s.root, dirPending, hex.EncodeToString(id[:]))
+	unlock, err := s.lockStore(ctx, unix.LOCK_SH)
+	if err != nil {
+		return nil, fmt.Errorf("dedup: begin ingest: %w", err)
+	}
+	defer unlock()
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("dedup: begin ingest: %w", err)
+	}
+	// Lock before releasing the store lock, so GC never sees the file
+	// unlocked.
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		os.Remove(name)
+		return nil, fmt.Errorf("dedup: begin ingest: lock %s: %w", name, err)
+	}
+	if _, err := f.WriteString(pendingMagic); err != nil {
+		f.Close()
+		os.Remove(name)
+		return nil, fmt.Errorf("dedup: begin ingest: %w", err)
+	}
+	return &Ingest{s: s, name: name, f: f, set: make(map[Digest]struct{})}, nil
+}
+
+// pin adds d to the session's pending set. The caller holds the store
+// lock (shared).
+func (in *Ingest) pin(d Digest) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.f == nil {
+		return ErrClosed
+	}
+	if _, ok := in.set[d]; ok {
+		return nil
+	}
+	if _, err := in.f.Write(d[:]); err != nil {
+		return fmt.Errorf("record pending %s: %w", d, err)
+	}
+	in.set[d] = struct{}{}
+	return nil
+}
+
+// Ref pins an object that is already in the store (found with Has or
+// LookupSHA256, say) so that GC keeps it until Commit. It fails with
+// ErrNotFound if the object is absent.
+func (in *Ingest) Ref(ctx context.Context, d Digest) error {
+	unlock, err := in.s.lockStore(ctx, unix.LOCK_SH)
+	if err != nil {
+		return fmt.Errorf("dedup: ref %s: %w", d, err)
+	}
+	defer unlock()
+	if !in.s.Has(d) {
+		return fmt.Errorf("dedup: ref %s: %w", d, ErrNotFound)
+	}
+	if err := in.pin(d); err != nil {
+		return fmt.Errorf("dedup: ref %s: %w", d, err)
+	}
+	return nil
+}
+
+// Digests returns the session's pinned digests, sorted.
+func (in *Ingest) Digests() []Digest {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	ds := make([]Digest, 0, len(in.set))
+	for d := range in.set {
+		ds = append(ds, d)
+	}
+	slices.SortFunc(ds, compareDigest)
+	return ds
+}
+
+// Commit registers every digest the session pinned as the refs of
+// layerID (replacing any previous refs of that layer), then ends the
+// session. There is no moment between the two at which GC could delete
+// them. Per the sync policy, the object directories of all those digests
+// are synced first (an object another session linked may not be durable
+// yet).
+func (in *Ingest) Commit(ctx context.Context, layerID string) error {
+	ds := in.Digests()
+	in.mu.Lock()
+	closed := in.f == nil
+	in.mu.Unlock()
+	if closed {
+		return fmt.Errorf("dedup: commit %s: %w", layerID, ErrClosed)
+	}
+	err := in.s.setRefs(ctx, layerID, ds, refsWrite{after: in.end})
+	if err != nil {
+		return fmt.Errorf("dedup: commit %s: %w", layerID, err)
+	}
+	return nil
+}
+
+// Abort ends the session without registering anything: its objects
+// become collectable unless some layer references them.
+func (in *Ingest) Abort() error {
+	if err := in.end(); err != nil && !errors.Is(err, ErrClosed) {
+		return fmt.Errorf("dedup: abort ingest: %w", err)
+	}
+	return nil
+}
+
+// end removes the pending file, then releases its lock.
+func (in *Ingest) end() error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.f == nil {
+		return ErrClosed
+	}
+	err := os.Remove(in.name)
+	in.f.Close()
+	in.f = nil
+	in.s.flushCounters()
+	return err
+}
+
+// readPending returns the digests of a pending file. A torn final record
+// (the process died mid-write) is ignored.
+func readPending(data []byte) ([]Digest, error) {
+	if len(data) < len(pendingMagic) {
+		return nil, nil // died before writing the header: pins nothing
+	}
+	if string(data[:len(pendingMagic)]) != pendingMagic {
+		return nil, fmt.Errorf("%w: bad pending header", ErrCorruptRefs)
+	}
+	data = data[len(pendingMagic):]
+	ds := make([]Digest, 0, len(data)/32)
+	for len(data) >= 32 {
+		ds = append(ds, Digest(data[:32]))
+		data = data[32:]
+	}
+	return ds, nil
+}

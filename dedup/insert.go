@@ -1,0 +1,368 @@
+package dedup
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cfs-storage/cfs-storage/dedup/fsverity"
+)
+
+// Object describes one inserted object.
+type Object struct {
+	// Digest is the object's name, its fs-verity digest.
+	Digest Digest
+	// SHA256 is the plain SHA-256 of the content (zero when
+	// InsertOptions.NoSHA256 was set).
+	SHA256 SHA256
+	// Size is the content length in bytes.
+	Size int64
+	// Existed is true when the store already held the object: nothing
+	// was kept from this insert.
+	Existed bool
+}
+
+// InsertOptions tune one insert. The zero value computes both digests and
+// writes the content unless the object turns out to exist.
+type InsertOptions struct {
+	// Digest, if set, is the expected fs-verity digest. When the object
+	// is present, the stream is only hashed (nothing is written). A
+	// stream that does not match gives ErrDigestMismatch and nothing is
+	// kept.
+	Digest *Digest
+	// SHA256, if set, is the expected plain SHA-256 (from a zstd:chunked
+	// table of contents, say). When the index maps it to a present
+	// object, the stream is only hashed. A mismatch gives
+	// ErrDigestMismatch and nothing is kept.
+	SHA256 *SHA256
+	// NoSHA256 skips the plain SHA-256 (and the index entry): for
+	// callers that never look content up by SHA-256. Ignored when SHA256
+	// is set.
+	NoSHA256 bool
+}
+
+// hashers computes the fs-verity digest and, optionally, the SHA-256 of
+// the same bytes.
+type hashers struct {
+	verity *fsverity.Hasher
+	sha    hash.Hash // nil when not wanted
+	size   int64
+}
+
+func newHashers(wantSHA bool) *hashers {
+	h := &hashers{verity: fsverity.New()}
+	if wantSHA {
+		h.sha = sha256.New()
+	}
+	return h
+}
+
+func (h *hashers) Write(p []byte) (int, error) {
+	h.verity.Write(p)
+	if h.sha != nil {
+		h.sha.Write(p)
+	}
+	h.size += int64(len(p))
+	return len(p), nil
+}
+
+// object returns the digests of what was written, checked against opts.
+func (h *hashers) object(opts InsertOptions) (Object, error) {
+	o := Object{Digest: Digest(h.verity.Sum32()), Size: h.size}
+	if h.sha != nil {
+		h.sha.Sum(o.SHA256[:0])
+	}
+	if opts.Digest != nil && *opts.Digest != o.Digest {
+		return o, fmt.Errorf("%w: fs-verity digest is %s, expected %s", ErrDigestMismatch, o.Digest, *opts.Digest)
+	}
+	if opts.SHA256 != nil && *opts.SHA256 != o.SHA256 {
+		return o, fmt.Errorf("%w: sha256 is %s, expected %s", ErrDigestMismatch, o.SHA256, *opts.SHA256)
+	}
+	return o, nil
+}
+
+// Insert adds the content read from r to the store, pinned until the
+// Store is closed (see Ingest for pins that end sooner).
+func (s *Store) Insert(ctx context.Context, r io.Reader, opts InsertOptions) (Object, error) {
+	in, err := s.defaultIngest(ctx)
+	if err != nil {
+		return Object{}, fmt.Errorf("dedup: insert: %w", err)
+	}
+	return in.Insert(ctx, r, opts)
+}
+
+// Insert adds the content read from r to the store and pins it in this
+// session. Content up to Options.SmallThreshold is hashed in memory first
+// and written only if new; larger content is streamed once into an
+// unnamed temporary file while it is hashed, and linked under its final
+// name only if new (the temporary file is dropped otherwise). An object
+// never appears under its final name before it is complete.
+func (in *Ingest) Insert(ctx context.Context, r io.Reader, opts InsertOptions) (Object, error) {
+	o, err := in.insert(ctx, r, opts)
+	if err != nil {
+		return o, fmt.Errorf("dedup: insert: %w", err)
+	}
+	return o, nil
+}
+
+func (in *Ingest) insert(ctx context.Context, r io.Reader, opts InsertOptions) (Object, error) {
+	s := in.s
+	if err := ctx.Err(); err != nil {
+		return Object{}, err
+	}
+	h := newHashers(!opts.NoSHA256 || opts.SHA256 != nil)
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
+	buf := *bp
+	n, err := io.ReadFull(r, buf)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		h.Write(buf[:n])
+		o, err := h.object(opts)
+		if err != nil {
+			return o, err
+		}
+		return in.finish(ctx, o, nil, buf[:n], LinkWritten)
+	}
+	if err != nil {
+		return Object{}, fmt.Errorf("read: %w", err)
+	}
+	if s.expectedPresent(opts) {
+		h.Write(buf)
+		if _, err := io.CopyBuffer(h, ctxReader{ctx, r}, buf); err != nil {
+			return Object{}, fmt.Errorf("read: %w", err)
+		}
+		o, err := h.object(opts)
+		if err != nil {
+			return o, err
+		}
+		return in.finish(ctx, o, nil, nil, LinkWritten)
+	}
+	tmp, err := s.createTemp()
+	if err != nil {
+		return Object{}, err
+	}
+	defer tmp.discard()
+	w := io.MultiWriter(tmp.f, h)
+	if _, err := w.Write(buf); err != nil {
+		return Object{}, fmt.Errorf("write: %w", err)
+	}
+	if _, err := io.CopyBuffer(w, ctxReader{ctx, r}, buf); err != nil {
+		return Object{}, fmt.Errorf("copy: %w", err)
+	}
+	o, err := h.object(opts)
+	if err != nil {
+		return o, err
+	}
+	return in.finish(ctx, o, tmp, nil, LinkWritten)
+}
+
+// expectedPresent reports whether opts names an object that is present,
+// so that the stream need only be verified.
+func (s *Store) expectedPresent(opts InsertOptions) bool {
+	if opts.Digest != nil {
+		return s.Has(*opts.Digest)
+	}
+	if opts.SHA256 != nil {
+		_, ok := s.LookupSHA256(*opts.SHA256)
+		return ok
+	}
+	return false
+}
+
+// finish makes o live: it records o in the session's pending set and,
+// if the object is absent, links it into place from tmp (or writes data
+// to a new temporary file first). The work that may be slow (writing and
+// syncing data) happens before the store lock is taken, unless the object
+// vanished in between.
+func (in *Ingest) finish(ctx context.Context, o Object, tmp *tempFile, data []byte, mode LinkMode) (Object, error) {
+	s := in.s
+	if tmp == nil && data != nil && !s.Has(o.Digest) {
+		t, err := s.writeTemp(data)
+		if err != nil {
+			return o, err
+		}
+		defer t.discard()
+		tmp = t
+	}
+	unlock, err := s.lockStore(ctx, unix.LOCK_SH)
+	if err != nil {
+		return o, err
+	}
+	err = in.pin(o.Digest)
+	if err == nil {
+		o.Existed, err = in.place(o, tmp, data)
+	}
+	unlock()
+	if err != nil {
+		return o, err
+	}
+	if o.SHA256 != (SHA256{}) {
+		if err := s.indexSHA256(o.SHA256, o.Digest); err != nil {
+			return o, err
+		}
+	}
+	s.ctr.record(o, mode)
+	return o, nil
+}
+
+// place links the object into place unless it exists, and reports
+// whether it existed. Called with the store lock held.
+func (in *Ingest) place(o Object, tmp *tempFile, data []byte) (bool, error) {
+	s := in.s
+	if s.Has(o.Digest) {
+		return true, nil
+	}
+	if tmp == nil {
+		if data == nil {
+			return false, fmt.Errorf("object %s: %w (removed while its content was being verified)", o.Digest, ErrNotFound)
+		}
+		t, err := s.writeTemp(data)
+		if err != nil {
+			return false, err
+		}
+		defer t.discard()
+		tmp = t
+	}
+	created, err := s.linkTemp(tmp, o.Digest)
+	if err != nil {
+		return false, err
+	}
+	return !created, nil
+}
+
+// tempFile is content being written: an unnamed O_TMPFILE file in the
+// staging directory, or, where O_TMPFILE is unsupported, a named one.
+type tempFile struct {
+	f    *os.File
+	name string // "" for O_TMPFILE
+}
+
+// createTemp creates an empty temporary file in staging, mode 0644.
+func (s *Store) createTemp() (*tempFile, error) {
+	dir := filepath.Join(s.root, dirStaging)
+	if s.tmpfile {
+		fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, objectMode)
+		if err == nil {
+			if err := unix.Fchmod(fd, objectMode); err != nil {
+				unix.Close(fd)
+				return nil, fmt.Errorf("temporary file: %w", err)
+			}
+			return &tempFile{f: os.NewFile(uintptr(fd), dir+"/(O_TMPFILE)")}, nil
+		}
+		if err != unix.EOPNOTSUPP && err != unix.EISDIR && err != unix.EINVAL {
+			return nil, fmt.Errorf("temporary file in %s: %w", dir, err)
+		}
+		s.mu.Lock()
+		s.tmpfile = false
+		s.mu.Unlock()
+	}
+	f, err := os.CreateTemp(dir, "tmp-")
+	if err != nil {
+		return nil, fmt.Errorf("temporary file: %w", err)
+	}
+	if err := f.Chmod(objectMode); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("temporary file: %w", err)
+	}
+	return &tempFile{f: f, name: f.Name()}, nil
+}
+
+// writeTemp writes data to a new temporary file.
+func (s *Store) writeTemp(data []byte) (*tempFile, error) {
+	t, err := s.createTemp()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := t.f.Write(data); err != nil {
+		t.discard()
+		return nil, fmt.Errorf("write temporary file: %w", err)
+	}
+	return t, nil
+}
+
+// discard closes the temporary file and removes its name, if any. An
+// O_TMPFILE file that was never linked vanishes with its descriptor.
+func (t *tempFile) discard() {
+	if t.f != nil {
+		t.f.Close()
+		t.f = nil
+	}
+	if t.name != "" {
+		os.Remove(t.name)
+		t.name = ""
+	}
+}
+
+// linkTemp syncs the temporary file per policy, enables fs-verity when
+// configured, and links it under d's final name. It reports false when
+// another writer linked the same object first (the content is then the
+// same, by construction of the name).
+func (s *Store) linkTemp(t *tempFile, d Digest) (bool, error) {
+	if err := s.syncFile(t.f); err != nil {
+		return false, fmt.Errorf("sync object %s: %w", d, err)
+	}
+	if s.verity {
+		if err := t.enableVerity(); err != nil {
+			return false, fmt.Errorf("object %s: %w", d, err)
+		}
+	}
+	final := s.Path(d)
+	var err error
+	if t.name != "" {
+		err = os.Link(t.name, final)
+	} else {
+		src := "/proc/self/fd/" + strconv.Itoa(int(t.f.Fd()))
+		err = unix.Linkat(unix.AT_FDCWD, src, unix.AT_FDCWD, final, unix.AT_SYMLINK_FOLLOW)
+	}
+	if errors.Is(err, fs.ErrExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("link object %s: %w", d, err)
+	}
+	if s.opts.Sync == SyncEvery {
+		if err := s.syncDir(filepath.Dir(final)); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+// enableVerity reopens the file read-only, closes the writable
+// descriptor (the kernel refuses fs-verity while a writer is open) and
+// enables fs-verity.
+func (t *tempFile) enableVerity() error {
+	ro, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(t.f.Fd())))
+	if err != nil {
+		return fmt.Errorf("reopen for fs-verity: %w", err)
+	}
+	t.f.Close()
+	t.f = ro
+	if err := fsverity.Enable(ro.Fd()); err != nil {
+		return fmt.Errorf("enable fs-verity: %w", err)
+	}
+	return nil
+}
+
+// ctxReader stops a copy when its context is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

@@ -1,0 +1,387 @@
+package dedup
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/iotest"
+
+	"github.com/cfs-storage/cfs-storage/dedup/fsverity"
+)
+
+// openTest opens a store in a fresh temporary directory, without fsync
+// (the crash test covers the sync policy's ordering, not the disk's).
+func openTest(t testing.TB, opts Options) *Store {
+	t.Helper()
+	if opts.Sync == SyncCommit {
+		opts.Sync = SyncNever
+	}
+	s, err := Open(filepath.Join(t.TempDir(), "store"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// content returns deterministic pseudo-random bytes.
+func content(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, 42))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func TestInsertSizes(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, Options{SmallThreshold: 8192})
+	for _, n := range []int{0, 1, 4095, 4096, 8191, 8192, 8193, 100_000} {
+		data := content(uint64(n), n)
+		o, err := s.Insert(ctx, iotest.HalfReader(bytes.NewReader(data)), InsertOptions{})
+		if err != nil {
+			t.Fatalf("size %d: %v", n, err)
+		}
+		if o.Digest != Digest(fsverity.DigestBytes(data)) || o.SHA256 != SHA256(sha256.Sum256(data)) || o.Size != int64(n) || o.Existed {
+			t.Fatalf("size %d: got %+v", n, o)
+		}
+		got, err := os.ReadFile(s.Path(o.Digest))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("size %d: object content differs (%v)", n, err)
+		}
+		fi, err := s.Stat(o.Digest)
+		if err != nil || fi.Mode().Perm() != objectMode || !fi.Mode().IsRegular() {
+			t.Fatalf("size %d: stat %v, %v", n, fi, err)
+		}
+		o2, err := s.Insert(ctx, bytes.NewReader(data), InsertOptions{})
+		if err != nil || !o2.Existed || o2.Digest != o.Digest {
+			t.Fatalf("size %d: second insert %+v, %v", n, o2, err)
+		}
+		if d, ok := s.LookupSHA256(o.SHA256); !ok || d != o.Digest {
+			t.Fatalf("size %d: LookupSHA256 = %s, %v", n, d, ok)
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(s.Root(), dirStaging)); len(ents) != 0 {
+		t.Errorf("staging not empty: %v", ents)
+	}
+}
+
+func TestLayoutPath(t *testing.T) {
+	s := openTest(t, Options{})
+	d := Digest(fsverity.DigestBytes([]byte("hello world")))
+	want := filepath.Join(s.Root(), "objects", "1e", "2eaa4202d750a41174ee454970b92c1bc2f925b1e35076d8c7d5f56362ba64")
+	if s.Path(d) != want {
+		t.Fatalf("Path = %s, want %s", s.Path(d), want)
+	}
+	if s.Has(d) {
+		t.Fatal("Has before insert")
+	}
+	if _, err := s.Open(d); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Open absent: %v", err)
+	}
+	if _, err := s.Stat(d); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Stat absent: %v", err)
+	}
+	if _, err := s.Insert(context.Background(), strings.NewReader("hello world"), InsertOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.Open(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if b, _ := io.ReadAll(f); string(b) != "hello world" {
+		t.Fatalf("Open read %q", b)
+	}
+}
+
+func TestInsertExpectedDigests(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, Options{SmallThreshold: 4096})
+	data := content(1, 50_000)
+	d := Digest(fsverity.DigestBytes(data))
+	sha := SHA256(sha256.Sum256(data))
+	wrong := d
+	wrong[5] ^= 1
+	if _, err := s.Insert(ctx, bytes.NewReader(data), InsertOptions{Digest: &wrong}); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("wrong digest: %v", err)
+	}
+	if s.Has(d) || s.Has(wrong) {
+		t.Fatal("mismatching insert kept an object")
+	}
+	if _, err := s.Insert(ctx, bytes.NewReader(data), InsertOptions{Digest: &d}); err != nil {
+		t.Fatal(err)
+	}
+	// Present and named by SHA-256: verified without writing.
+	o, err := s.Insert(ctx, bytes.NewReader(data), InsertOptions{SHA256: &sha})
+	if err != nil || !o.Existed || o.Digest != d {
+		t.Fatalf("expected sha256: %+v, %v", o, err)
+	}
+	bad := bytes.Clone(data)
+	bad[len(bad)-1] ^= 1
+	if _, err := s.Insert(ctx, bytes.NewReader(bad), InsertOptions{SHA256: &sha}); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("content not matching sha256 hint: %v", err)
+	}
+	o, err = s.Insert(ctx, bytes.NewReader(bad), InsertOptions{NoSHA256: true})
+	if err != nil || o.SHA256 != (SHA256{}) || o.Existed {
+		t.Fatalf("NoSHA256: %+v, %v", o, err)
+	}
+}
+
+func TestInsertReadError(t *testing.T) {
+	s := openTest(t, Options{SmallThreshold: 4096})
+	boom := errors.New("boom")
+	r := io.MultiReader(bytes.NewReader(content(2, 10_000)), iotest.ErrReader(boom))
+	if _, err := s.Insert(context.Background(), r, InsertOptions{}); !errors.Is(err, boom) {
+		t.Fatalf("read error: %v", err)
+	}
+	st, err := s.Stats(context.Background())
+	if err != nil || st.Objects != 0 {
+		t.Fatalf("objects after failed insert: %d, %v", st.Objects, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Insert(ctx, bytes.NewReader(content(3, 10)), InsertOptions{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
+	}
+}
+
+func TestRefsRoundTripAndErrors(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, Options{})
+	var ds []Digest
+	for i := range 5 {
+		o, err := s.Insert(ctx, bytes.NewReader(content(uint64(i), 100)), InsertOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, o.Digest, o.Digest) // duplicates are folded
+	}
+	if err := s.SetRefs(ctx, "layer-1", ds); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Refs("layer-1")
+	want := slices.Compact(slices.SortedFunc(slices.Values(ds), compareDigest))
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("Refs = %v, %v; want %v", got, err, want)
+	}
+	absent := Digest(fsverity.DigestBytes([]byte("absent")))
+	if err := s.SetRefs(ctx, "layer-2", []Digest{absent}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("SetRefs absent: %v", err)
+	}
+	for _, bad := range []string{"", ".x", "a/b", "..", strings.Repeat("a", 256), "sp ace"} {
+		if err := s.SetRefs(ctx, bad, nil); !errors.Is(err, ErrInvalidLayerID) {
+			t.Errorf("SetRefs(%q): %v", bad, err)
+		}
+	}
+	if _, err := s.Refs("nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Refs absent: %v", err)
+	}
+	if err := s.DropRefs(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("DropRefs absent: %v", err)
+	}
+	p := filepath.Join(s.Root(), dirRefs, "layer-1")
+	b, _ := os.ReadFile(p)
+	b[20] ^= 1
+	os.WriteFile(p, b, 0o644)
+	if _, err := s.Refs("layer-1"); !errors.Is(err, ErrCorruptRefs) {
+		t.Fatalf("corrupt refs: %v", err)
+	}
+	if _, err := s.GC(ctx); !errors.Is(err, ErrCorruptRefs) {
+		t.Fatalf("GC over corrupt refs must stop: %v", err)
+	}
+	if !s.Has(ds[0]) {
+		t.Fatal("GC deleted while refs were unreadable")
+	}
+}
+
+func TestGCKeepsReferencedAndPending(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, Options{})
+	ins := func(in *Ingest, seed uint64) Digest {
+		o, err := in.Insert(ctx, bytes.NewReader(content(seed, 5000)), InsertOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.Digest
+	}
+	a, err := s.BeginIngest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d1, d2 := ins(a, 1), ins(a, 2)
+	if err := a.Commit(ctx, "L1"); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := s.BeginIngest(ctx)
+	d3 := ins(b, 3)
+	c, _ := s.BeginIngest(ctx)
+	d4 := ins(c, 4)
+	if err := c.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := s.GC(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Has(d1) || !s.Has(d2) || !s.Has(d3) || s.Has(d4) {
+		t.Fatalf("after GC: has d1..d4 = %v %v %v %v", s.Has(d1), s.Has(d2), s.Has(d3), s.Has(d4))
+	}
+	if rep.Removed != 1 || rep.Pending != 1 || rep.Layers != 1 {
+		t.Fatalf("report %+v", rep)
+	}
+	// d3's pin also protects the index entry's object; Ref pins a
+	// present object for a second session.
+	if err := b.Ref(ctx, d1); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Ref(ctx, d4); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Ref absent: %v", err)
+	}
+	if err := s.DropRefs(ctx, "L1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Has(d1) || s.Has(d2) || !s.Has(d3) {
+		t.Fatalf("after drop: has d1 d2 d3 = %v %v %v", s.Has(d1), s.Has(d2), s.Has(d3))
+	}
+	if err := b.Commit(ctx, "L2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(ctx, "L2"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second commit: %v", err)
+	}
+	got, _ := s.Refs("L2")
+	if want := slices.SortedFunc(slices.Values([]Digest{d1, d3}), compareDigest); !slices.Equal(got, want) {
+		t.Fatalf("L2 refs %v, want %v", got, want)
+	}
+}
+
+func TestGCStalePendingAndIndex(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, Options{})
+	in, _ := s.BeginIngest(ctx)
+	o, err := in.Insert(ctx, strings.NewReader("orphan"), InsertOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Simulate a dead process: drop the lock without removing the file.
+	in.f.Close()
+	rep, err := s.GC(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Has(o.Digest) || rep.StalePending != 1 || rep.IndexRemoved != 1 {
+		t.Fatalf("stale pending not collected: has=%v %+v", s.Has(o.Digest), rep)
+	}
+	if _, ok := s.LookupSHA256(o.SHA256); ok {
+		t.Fatal("index still resolves a collected object")
+	}
+}
+
+func TestStoreInsertPinnedUntilClose(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "s")
+	s, err := Open(root, Options{Sync: SyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _ := s.Insert(ctx, strings.NewReader("pinned"), InsertOptions{})
+	if _, err := s.GC(ctx); err != nil || !s.Has(o.Digest) {
+		t.Fatalf("GC removed a pinned object (%v)", err)
+	}
+	s.Close()
+	if _, err := s.Insert(ctx, strings.NewReader("x"), InsertOptions{}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("insert after close: %v", err)
+	}
+	s2, err := Open(root, Options{Sync: SyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if _, err := s2.GC(ctx); err != nil || s2.Has(o.Digest) {
+		t.Fatalf("object still there after Close+GC (%v)", err)
+	}
+}
+
+func TestConcurrentInsertsSameContent(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, Options{SmallThreshold: 4096})
+	datas := [][]byte{content(1, 100), content(2, 20_000), content(3, 300_000)}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	created := map[Digest]int{}
+	for g := range 16 {
+		wg.Go(func() {
+			for i := range 30 {
+				o, err := s.Insert(ctx, bytes.NewReader(datas[(g+i)%3]), InsertOptions{})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if !o.Existed {
+					mu.Lock()
+					created[o.Digest]++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(created) != 3 {
+		t.Fatalf("created %d distinct objects, want 3", len(created))
+	}
+	for d, n := range created {
+		if n != 1 {
+			t.Errorf("object %s reported new %d times", d, n)
+		}
+	}
+	rep, err := s.Fsck(ctx, FsckOptions{})
+	if err != nil || !rep.Clean() || rep.Objects != 3 {
+		t.Fatalf("fsck %+v, %v", rep, err)
+	}
+}
+
+func TestFormatVersion(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "s")
+	s, err := Open(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	os.WriteFile(filepath.Join(root, fileFormat), []byte("cfs-dedup-store 99\n"), 0o644)
+	if _, err := Open(root, Options{}); !errors.Is(err, ErrUnsupportedFormat) {
+		t.Fatalf("future format: %v", err)
+	}
+}
+
+func TestStats(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, Options{})
+	a, b := content(1, 1000), content(2, 3000)
+	for _, d := range [][]byte{a, b, a, a} {
+		if _, err := s.Insert(ctx, bytes.NewReader(d), InsertOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := s.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Objects != 2 || st.Bytes != 4000 || st.DedupHits != 2 || st.BytesSaved != 2000 ||
+		st.ByMode[LinkWritten] != (ModeCount{2, 4000}) {
+		t.Fatalf("stats %+v", st)
+	}
+}
