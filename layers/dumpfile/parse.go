@@ -284,33 +284,47 @@ func (p *parser) parseHardLink(path []byte, f [numFields][]byte) error {
 // targets are resolved before any entry changes, so a path through a link
 // never resolves.
 func (p *parser) resolveLinks() error {
-	final := make([]*tree.Node, len(p.order))
-	for i, ph := range p.order {
-		n := ph
-		for steps := 0; ; steps++ {
-			cur := p.links[n]
-			if cur == nil {
-				break
-			}
-			if steps > len(p.order) {
-				return &ParseError{Line: p.links[ph].line, Msg: "Too many levels of symbolic links (hard-link cycle)"}
-			}
-			t, err := p.tree.Lookup(cur.target)
-			if err != nil {
-				return &ParseError{Line: cur.line, Msg: fmt.Sprintf("No target at %q for hardlink", cur.target)}
-			}
-			if t == n {
-				return &ParseError{Line: cur.line, Msg: fmt.Sprintf("Self-referential hardlink %q", cur.target)}
-			}
-			n = t
+	final := make(map[*tree.Node]*tree.Node, len(p.order))
+	for _, ph := range p.order {
+		if _, err := p.resolve(ph, final, 0); err != nil {
+			return err
 		}
-		final[i] = n
 	}
-	for i, ph := range p.order {
+	for _, ph := range p.order {
 		l := p.links[ph]
-		if err := l.dir.Put(tree.Dirent{Name: l.name, Node: final[i], HardLink: true}); err != nil {
+		if err := l.dir.Put(tree.Dirent{Name: l.name, Node: final[ph], HardLink: true}); err != nil {
 			return &ParseError{Line: l.line, Msg: err.Error()}
 		}
 	}
 	return nil
+}
+
+// resolve returns the final target of placeholder ph, memoized in final.
+// A nil entry in final marks a link being resolved (a cycle if met again).
+func (p *parser) resolve(ph *tree.Node, final map[*tree.Node]*tree.Node, depth int) (*tree.Node, error) {
+	if n, ok := final[ph]; ok {
+		if n == nil {
+			return nil, &ParseError{Line: p.links[ph].line, Msg: "Too many levels of symbolic links (hard-link cycle)"}
+		}
+		return n, nil
+	}
+	l := p.links[ph]
+	t, err := p.tree.Lookup(l.target)
+	if err != nil {
+		return nil, &ParseError{Line: l.line, Msg: fmt.Sprintf("No target at %q for hardlink", l.target)}
+	}
+	if t == ph {
+		return nil, &ParseError{Line: l.line, Msg: fmt.Sprintf("Self-referential hardlink %q", l.target)}
+	}
+	if p.links[t] != nil {
+		if depth > len(p.order) {
+			return nil, &ParseError{Line: l.line, Msg: "Too many levels of symbolic links (hard-link cycle)"}
+		}
+		final[ph] = nil
+		if t, err = p.resolve(t, final, depth+1); err != nil {
+			return nil, err
+		}
+	}
+	final[ph] = t
+	return t, nil
 }
