@@ -53,6 +53,7 @@ func TestFsckCorruptionInjection(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Remove(s.Path(d2[1]))
+	os.MkdirAll(filepath.Join(s.ObjectsDir(), "ab"), 0o755)
 	stray := filepath.Join(s.ObjectsDir(), "ab", "not-an-object")
 	os.WriteFile(stray, nil, 0o644)
 

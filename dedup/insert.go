@@ -317,13 +317,13 @@ func (s *Store) linkTemp(t *tempFile, d Digest) (bool, error) {
 		}
 	}
 	final := s.Path(d)
-	var err error
-	if t.name != "" {
-		err = os.Link(t.name, final)
-	} else {
+	err := s.linkObject(d, func(final string) error {
+		if t.name != "" {
+			return os.Link(t.name, final)
+		}
 		src := "/proc/self/fd/" + strconv.Itoa(int(t.f.Fd()))
-		err = unix.Linkat(unix.AT_FDCWD, src, unix.AT_FDCWD, final, unix.AT_SYMLINK_FOLLOW)
-	}
+		return unix.Linkat(unix.AT_FDCWD, src, unix.AT_FDCWD, final, unix.AT_SYMLINK_FOLLOW)
+	})
 	if errors.Is(err, fs.ErrExist) {
 		return false, nil
 	}

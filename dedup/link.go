@@ -205,7 +205,9 @@ func (in *Ingest) hardlink(ctx context.Context, o Object, src *os.File) (Object,
 	}
 	final := s.Path(o.Digest)
 	procPath := "/proc/self/fd/" + strconv.Itoa(int(src.Fd()))
-	err = unix.Linkat(unix.AT_FDCWD, procPath, unix.AT_FDCWD, final, unix.AT_SYMLINK_FOLLOW)
+	err = s.linkObject(o.Digest, func(final string) error {
+		return unix.Linkat(unix.AT_FDCWD, procPath, unix.AT_FDCWD, final, unix.AT_SYMLINK_FOLLOW)
+	})
 	switch {
 	case err == unix.EEXIST:
 		o.Existed = true

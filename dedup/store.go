@@ -136,12 +136,6 @@ func (s *Store) initLayout() error {
 	if err := s.checkFormat(); err != nil {
 		return err
 	}
-	for i := range 256 {
-		d := filepath.Join(s.root, dirObjects, fmt.Sprintf("%02x", i))
-		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-			return err
-		}
-	}
 	f, err := os.OpenFile(filepath.Join(s.root, fileLock), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return err
@@ -287,6 +281,25 @@ func (s *Store) defaultIngest(ctx context.Context) (*Ingest, error) {
 		s.def = in
 	}
 	return s.def, nil
+}
+
+// linkObject makes a link named after d with link, creating the object
+// directory objects/xx on first use (directories are never removed).
+func (s *Store) linkObject(d Digest, link func(final string) error) error {
+	final := s.Path(d)
+	err := link(final)
+	if errors.Is(err, fs.ErrNotExist) {
+		if merr := os.Mkdir(filepath.Dir(final), 0o755); merr != nil && !errors.Is(merr, fs.ErrExist) {
+			return merr
+		}
+		if s.opts.Sync != SyncNever {
+			if serr := s.syncDir(filepath.Dir(filepath.Dir(final))); serr != nil {
+				return serr
+			}
+		}
+		err = link(final)
+	}
+	return err
 }
 
 // syncFile syncs f's data unless the policy is SyncNever.
