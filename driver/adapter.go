@@ -1,0 +1,222 @@
+package driver
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	graphdriver "go.podman.io/storage/drivers"
+	"go.podman.io/storage/pkg/archive"
+	"go.podman.io/storage/pkg/directory"
+	"go.podman.io/storage/pkg/idtools"
+
+	"github.com/cfs-storage/cfs-storage/layers"
+)
+
+// Name is the name the driver registers under: driver = "cfs".
+const Name = "cfs"
+
+// adapter is the graphdriver.Driver face of core. F is the cleanup
+// function type of DeferredRemove, which containers/storage declares in
+// an internal package: Init infers it from the interface's method
+// expression, so the adapter satisfies the interface without naming it.
+type adapter[F ~func() error] struct {
+	*core
+}
+
+// newAdapter builds the adapter for the cleanup type F that the method
+// expression's result names.
+func newAdapter[F ~func() error](_ func(graphdriver.ProtoDriver, string) (F, error), c *core) *adapter[F] {
+	return &adapter[F]{core: c}
+}
+
+// String returns the driver's name.
+func (a *adapter[F]) String() string { return Name }
+
+// CreateReadWrite creates a writable layer for a container.
+func (a *adapter[F]) CreateReadWrite(id, parent string, opts *graphdriver.CreateOpts) error {
+	if err := checkCreateOpts(opts); err != nil {
+		return err
+	}
+	return a.create(context.Background(), id, parent, true)
+}
+
+// Create creates a layer; it stays writable until sealed.
+func (a *adapter[F]) Create(id, parent string, opts *graphdriver.CreateOpts) error {
+	if err := checkCreateOpts(opts); err != nil {
+		return err
+	}
+	return a.create(context.Background(), id, parent, false)
+}
+
+func checkCreateOpts(opts *graphdriver.CreateOpts) error {
+	if opts == nil {
+		return nil
+	}
+	for k := range opts.StorageOpt {
+		return fmt.Errorf("cfs: per-layer storage option %q is not supported", k)
+	}
+	return nil
+}
+
+// CreateFromTemplate creates a layer with the same content as template.
+func (a *adapter[F]) CreateFromTemplate(id, template string, _ *idtools.IDMappings, parent string, _ *idtools.IDMappings, opts *graphdriver.CreateOpts, _ bool) error {
+	if err := checkCreateOpts(opts); err != nil {
+		return err
+	}
+	return a.createFromTemplate(context.Background(), id, template, parent)
+}
+
+// Remove deletes a layer.
+func (a *adapter[F]) Remove(id string) error {
+	cleanup, err := a.remove(id)
+	if cerr := cleanup(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// DeferredRemove makes a layer unusable at once and returns the function
+// that deletes its files.
+func (a *adapter[F]) DeferredRemove(id string) (F, error) {
+	cleanup, err := a.remove(id)
+	return F(cleanup), err
+}
+
+// GetTempDirRootDirs returns where DeferredRemove keeps removed layers.
+func (a *adapter[F]) GetTempDirRootDirs() []string { return []string{a.home} }
+
+// Get mounts a layer and returns its root.
+func (a *adapter[F]) Get(id string, options graphdriver.MountOpts) (string, error) {
+	if len(options.UidMaps) > 0 || len(options.GidMaps) > 0 {
+		return "", fmt.Errorf("cfs: mount %s: UID/GID mapped mounts are not supported; let containers/storage chown a copy instead", id)
+	}
+	opts := mountOptions{MountLabel: options.MountLabel}
+	for _, o := range options.Options {
+		if o == "ro" {
+			opts.ReadOnly = true
+		} else {
+			opts.Extra = append(opts.Extra, o)
+		}
+	}
+	return a.get(context.Background(), id, opts)
+}
+
+// Put releases a Get.
+func (a *adapter[F]) Put(id string) error { return a.put(id) }
+
+// Exists reports whether the layer exists.
+func (a *adapter[F]) Exists(id string) bool { return a.exists(id) }
+
+// ListLayers returns every layer's ID.
+func (a *adapter[F]) ListLayers() ([]string, error) { return a.listLayers() }
+
+// Status reports the driver's state.
+func (a *adapter[F]) Status() [][2]string {
+	return [][2]string{{"Home", a.home}, {"Objects", a.objects.ObjectsDir()}, {"Verity", a.opts.Verity}}
+}
+
+// Metadata returns where a layer's files are.
+func (a *adapter[F]) Metadata(id string) (map[string]string, error) {
+	m, err := a.readMeta(id)
+	if err != nil {
+		return nil, err
+	}
+	md := map[string]string{"MergedDir": a.mergedDir(id)}
+	if m.Sealed {
+		md["Image"] = a.diffImage(id)
+	} else {
+		md["UpperDir"], md["WorkDir"] = a.upperDir(id), a.workDir(id)
+	}
+	return md, nil
+}
+
+// ReadWriteDiskUsage returns the disk usage of a writable layer's upper
+// directory (of a sealed layer: its image).
+func (a *adapter[F]) ReadWriteDiskUsage(id string) (*directory.DiskUsage, error) {
+	m, err := a.readMeta(id)
+	if err != nil {
+		return nil, err
+	}
+	if !m.Sealed {
+		return directory.Usage(a.upperDir(id))
+	}
+	st, err := os.Stat(a.diffImage(id))
+	if err != nil {
+		return nil, err
+	}
+	return &directory.DiskUsage{Size: st.Size(), InodeCount: 1}, nil
+}
+
+// Cleanup unmounts what this process mounted and closes the store.
+func (a *adapter[F]) Cleanup() error { return a.close() }
+
+// AdditionalImageStores returns none: cfs has no read-only stores.
+func (a *adapter[F]) AdditionalImageStores() []string { return nil }
+
+// Dedup does nothing: cfs stores every content once already.
+func (a *adapter[F]) Dedup(graphdriver.DedupArgs) (graphdriver.DedupResult, error) {
+	return graphdriver.DedupResult{}, nil
+}
+
+// SyncMode returns SyncModeNone: the object store syncs what it commits.
+func (a *adapter[F]) SyncMode() graphdriver.SyncMode { return graphdriver.SyncModeNone }
+
+// Diff returns a layer's changes as a tar.
+func (a *adapter[F]) Diff(id string, _ *idtools.IDMappings, parent string, _ *idtools.IDMappings, _ string) (io.ReadCloser, error) {
+	return a.diff(context.Background(), id, parent)
+}
+
+// Changes lists what differs between parent and id.
+func (a *adapter[F]) Changes(id string, _ *idtools.IDMappings, parent string, _ *idtools.IDMappings, _ string) ([]archive.Change, error) {
+	cs, err := a.changes(context.Background(), id, parent)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]archive.Change, len(cs))
+	for i, c := range cs {
+		out[i] = archive.Change{Path: c.Path, Kind: archive.ChangeType(c.Kind)}
+	}
+	return out, nil
+}
+
+// ApplyDiff ingests a layer tar into an empty layer and seals it.
+func (a *adapter[F]) ApplyDiff(id string, options graphdriver.ApplyDiffOpts) (int64, error) {
+	if options.ForceMask != nil {
+		return 0, fmt.Errorf("cfs: apply diff to %s: force_mask is not supported", id)
+	}
+	return a.applyDiff(context.Background(), id, options.Diff, idMapper(options.Mappings))
+}
+
+// idMapper maps container IDs to host IDs with m (nil for no mapping).
+func idMapper(m *idtools.IDMappings) layers.IDMapper {
+	if m == nil || m.Empty() {
+		return nil
+	}
+	return func(uid, gid uint32) (uint32, uint32, error) {
+		p, err := m.ToHost(idtools.IDPair{UID: int(uid), GID: int(gid)})
+		if err != nil {
+			return 0, 0, err
+		}
+		return uint32(p.UID), uint32(p.GID), nil
+	}
+}
+
+// DiffSize returns the size of a layer's own contents.
+func (a *adapter[F]) DiffSize(id string, _ *idtools.IDMappings, _ string, _ *idtools.IDMappings, _ string) (int64, error) {
+	return a.diffSize(context.Background(), id)
+}
+
+// DiffGetter serves a layer's file contents by path (for tar-split).
+func (a *adapter[F]) DiffGetter(id string) (graphdriver.FileGetCloser, error) {
+	return a.fileGetter(context.Background(), id)
+}
+
+// UpdateLayerIDMap is not supported: cfs layers are immutable images.
+func (a *adapter[F]) UpdateLayerIDMap(id string, _, _ *idtools.IDMappings, _ string) error {
+	return fmt.Errorf("cfs: changing the ID mapping of layer %s in place is not supported", id)
+}
+
+// SupportsShifting reports false: no idmapped mounts yet.
+func (a *adapter[F]) SupportsShifting(_, _ []idtools.IDMap) bool { return false }

@@ -1,0 +1,304 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cfs-storage/cfs-storage/dedup"
+	"github.com/cfs-storage/cfs-storage/layers"
+	"github.com/cfs-storage/cfs-storage/layers/tree"
+)
+
+// core is the driver's logic, free of containers/storage types; adapter
+// wraps it in the graphdriver interface.
+//
+// Layer lifecycle: Create makes a writable layer (an overlay upper
+// directory over the flattened image of its parent chain). It is sealed,
+// its upper directory turned into its own composefs diff image, when a
+// tar is applied to it or a child layer is created on it. Mounting a
+// layer mounts the flattened image of its chain (built once, cached under
+// images/) as EROFS, and one overlay on top with the object store as a
+// data-only lower and, for a writable layer, its upper directory.
+type core struct {
+	home    string // <graphroot>/cfs
+	run     string // <runroot>/cfs
+	opts    Options
+	objects *dedup.Store
+
+	mu     sync.Mutex
+	mounts map[string]*mountState
+}
+
+// newCore opens (creating if needed) the driver's home and object store
+// and removes leftovers of interrupted work.
+func newCore(home, runRoot string, opts Options) (*core, error) {
+	d := &core{home: home, run: filepath.Join(runRoot, "cfs"), opts: opts, mounts: map[string]*mountState{}}
+	for _, dir := range []string{home, filepath.Join(home, "layers"), filepath.Join(home, "images"), filepath.Join(home, "tmp"), d.run, filepath.Join(d.run, "mnt")} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("cfs: create %s: %w", dir, err)
+		}
+	}
+	verity := map[string]dedup.VerityMode{"none": dedup.VerityOff, "auto": dedup.VerityAuto, "require": dedup.VerityRequire}[opts.Verity]
+	objects, err := dedup.Open(home, dedup.Options{Verity: verity})
+	if err != nil {
+		return nil, fmt.Errorf("cfs: open object store: %w", err)
+	}
+	d.objects = objects
+	if err := d.recover(); err != nil {
+		objects.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// recover removes what interrupted work left: temporary layer and image
+// files, and the upper directories of layers sealed just before a crash.
+func (d *core) recover() error {
+	if err := os.RemoveAll(filepath.Join(d.home, "tmp")); err != nil {
+		return fmt.Errorf("cfs: clean tmp: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(d.home, "tmp"), 0o700); err != nil {
+		return err
+	}
+	for _, sub := range []string{"layers", "images"} {
+		entries, err := os.ReadDir(filepath.Join(d.home, sub))
+		if err != nil {
+			return fmt.Errorf("cfs: recover: %w", err)
+		}
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".") {
+				os.RemoveAll(filepath.Join(d.home, sub, e.Name()))
+			}
+		}
+	}
+	ids, err := d.listLayers()
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		m, err := d.readMeta(id)
+		if err == nil && m.Sealed && !d.mountedElsewhere(id) {
+			os.RemoveAll(d.upperDir(id))
+			os.RemoveAll(d.workDir(id))
+		}
+	}
+	return nil
+}
+
+func (d *core) close() error {
+	err := d.cleanup()
+	if cerr := d.objects.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// create makes a writable layer on parent (sealing parent first).
+func (d *core) create(ctx context.Context, id, parent string, container bool) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	if _, err := os.Stat(d.layerDir(id)); err == nil {
+		return fmt.Errorf("cfs: layer %s already exists", id)
+	}
+	rootMode, rootUID, rootGID := uint32(0o555), uint32(0), uint32(0)
+	if parent != "" {
+		if err := d.seal(ctx, parent); err != nil {
+			return fmt.Errorf("cfs: create %s on %s: %w", id, parent, err)
+		}
+		flat, err := d.flatTree(ctx, parent)
+		if err != nil {
+			return fmt.Errorf("cfs: create %s on %s: %w", id, parent, err)
+		}
+		rootMode, rootUID, rootGID = flat.Root.Mode&0o7777, flat.Root.UID, flat.Root.GID
+	}
+	tmp, err := os.MkdirTemp(filepath.Join(d.home, "layers"), ".new-")
+	if err != nil {
+		return fmt.Errorf("cfs: create %s: %w", id, err)
+	}
+	defer os.RemoveAll(tmp)
+	upper := filepath.Join(tmp, upperDirName)
+	for _, dir := range []string{upper, filepath.Join(tmp, workDirName)} {
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			return fmt.Errorf("cfs: create %s: %w", id, err)
+		}
+	}
+	if err := os.Chmod(upper, os.FileMode(rootMode&0o777)|modeBits(rootMode)); err != nil {
+		return fmt.Errorf("cfs: create %s: %w", id, err)
+	}
+	if err := os.Lchown(upper, int(rootUID), int(rootGID)); err != nil {
+		return fmt.Errorf("cfs: create %s: %w", id, err)
+	}
+	if err := d.writeMeta(tmp, layerMeta{Parent: parent, Container: container}); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, d.layerDir(id)); err != nil {
+		return fmt.Errorf("cfs: create %s: %w", id, err)
+	}
+	return syncDir(filepath.Join(d.home, "layers"))
+}
+
+// modeBits turns the setuid, setgid and sticky bits of a Unix mode into
+// os.FileMode bits.
+func modeBits(mode uint32) os.FileMode {
+	var m os.FileMode
+	if mode&unix.S_ISUID != 0 {
+		m |= os.ModeSetuid
+	}
+	if mode&unix.S_ISGID != 0 {
+		m |= os.ModeSetgid
+	}
+	if mode&unix.S_ISVTX != 0 {
+		m |= os.ModeSticky
+	}
+	return m
+}
+
+// seal turns a writable layer's upper directory into its diff image. A
+// sealed layer is left alone.
+func (d *core) seal(ctx context.Context, id string) error {
+	m, err := d.readMeta(id)
+	if err != nil || m.Sealed {
+		return err
+	}
+	var lower *tree.Tree
+	if m.Parent != "" {
+		if lower, err = d.flatTree(ctx, m.Parent); err != nil {
+			return fmt.Errorf("cfs: seal %s: %w", id, err)
+		}
+	}
+	diff, err := layers.FromUpper(ctx, d.upperDir(id), lower, d.contents(), d.ingestOptions(nil))
+	if err != nil {
+		return fmt.Errorf("cfs: seal %s: %w", id, err)
+	}
+	return d.commitDiff(id, m, diff)
+}
+
+// commitDiff writes diff as the layer's image and marks it sealed; the
+// upper directory goes once nothing has it mounted.
+func (d *core) commitDiff(id string, m layerMeta, diff *tree.Tree) error {
+	if err := writeImage(d.diffImage(id), diff); err != nil {
+		return fmt.Errorf("cfs: seal %s: %w", id, err)
+	}
+	m.Sealed = true
+	if err := d.writeMeta(d.layerDir(id), m); err != nil {
+		return fmt.Errorf("cfs: seal %s: %w", id, err)
+	}
+	d.mu.Lock()
+	_, mounted := d.mounts[id]
+	d.mu.Unlock()
+	if !mounted {
+		os.RemoveAll(d.upperDir(id))
+		os.RemoveAll(d.workDir(id))
+	}
+	return nil
+}
+
+// applyDiff ingests a layer tar into the empty writable layer id and
+// seals it; it returns the size of the layer's contents.
+func (d *core) applyDiff(ctx context.Context, id string, r io.Reader, mapIDs layers.IDMapper) (int64, error) {
+	m, err := d.readMeta(id)
+	if err != nil {
+		return 0, err
+	}
+	if m.Sealed {
+		return 0, fmt.Errorf("cfs: apply diff to %s: the layer is sealed", id)
+	}
+	if names, err := readDirNames(d.upperDir(id)); err != nil || len(names) > 0 {
+		return 0, fmt.Errorf("cfs: apply diff to %s: the layer already has content (%d entries, %v)", id, len(names), err)
+	}
+	diff, stats, err := layers.Ingest(ctx, r, d.contents(), d.ingestOptions(mapIDs))
+	if err != nil {
+		return 0, fmt.Errorf("cfs: apply diff to %s: %w", id, err)
+	}
+	if !stats.RootEntry {
+		if err := rootFromDir(diff.Root, d.upperDir(id)); err != nil {
+			return 0, fmt.Errorf("cfs: apply diff to %s: %w", id, err)
+		}
+	}
+	if err := d.commitDiff(id, m, diff); err != nil {
+		return 0, err
+	}
+	return layers.DiffSize(diff), nil
+}
+
+// rootFromDir gives n the mode and owner of the directory dir.
+func rootFromDir(n *tree.Node, dir string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return &os.PathError{Op: "lstat", Path: dir, Err: err}
+	}
+	n.Mode, n.UID, n.GID = st.Mode, st.Uid, st.Gid
+	return nil
+}
+
+func (d *core) ingestOptions(mapIDs layers.IDMapper) layers.IngestOptions {
+	limit := d.opts.InlineThreshold
+	if limit == 0 {
+		limit = -1
+	}
+	return layers.IngestOptions{InlineLimit: limit, MapIDs: mapIDs}
+}
+
+// remove deletes a layer: unmounts it, moves its directory out of the
+// way (so the layer is gone at once) and returns a function that deletes
+// the files.
+func (d *core) remove(id string) (func() error, error) {
+	if _, err := d.readMeta(id); err != nil {
+		return func() error { return nil }, err
+	}
+	if err := d.unmountAll(id); err != nil {
+		return func() error { return nil }, err
+	}
+	trash, err := os.MkdirTemp(filepath.Join(d.home, "tmp"), "rm-")
+	if err != nil {
+		return func() error { return nil }, fmt.Errorf("cfs: remove %s: %w", id, err)
+	}
+	cleanup := func() error { return os.RemoveAll(trash) }
+	if err := os.Rename(d.layerDir(id), filepath.Join(trash, "layer")); err != nil {
+		return cleanup, fmt.Errorf("cfs: remove %s: %w", id, err)
+	}
+	if err := os.Rename(d.flatImage(id), filepath.Join(trash, "image")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return cleanup, fmt.Errorf("cfs: remove %s: %w", id, err)
+	}
+	return cleanup, nil
+}
+
+func (d *core) exists(id string) bool {
+	_, err := d.readMeta(id)
+	return err == nil
+}
+
+func (d *core) listLayers() ([]string, error) {
+	names, err := readDirNames(filepath.Join(d.home, "layers"))
+	if err != nil {
+		return nil, fmt.Errorf("cfs: list layers: %w", err)
+	}
+	ids := names[:0]
+	for _, n := range names {
+		if !strings.HasPrefix(n, ".") {
+			ids = append(ids, n)
+		}
+	}
+	return ids, nil
+}
+
+func readDirNames(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Name()
+	}
+	return names, nil
+}

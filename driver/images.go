@@ -1,0 +1,204 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/cfs-storage/cfs-storage/dedup"
+	"github.com/cfs-storage/cfs-storage/dedup/fsverity"
+	"github.com/cfs-storage/cfs-storage/layers"
+	"github.com/cfs-storage/cfs-storage/layers/erofs"
+	"github.com/cfs-storage/cfs-storage/layers/tree"
+)
+
+// storeContents puts layer contents into the object store.
+type storeContents struct{ objects *dedup.Store }
+
+func (d *core) contents() layers.Contents { return storeContents{d.objects} }
+
+// Put implements layers.Contents.
+func (s storeContents) Put(ctx context.Context, r io.Reader, size int64) (layers.Object, error) {
+	obj, err := s.objects.Insert(ctx, io.LimitReader(r, size), dedup.InsertOptions{})
+	if err != nil {
+		return layers.Object{}, err
+	}
+	if obj.Size != size {
+		return layers.Object{}, fmt.Errorf("cfs: content is %d bytes, the entry says %d", obj.Size, size)
+	}
+	return layers.Object{Payload: payloadPath(obj.Digest), Digest: obj.Digest}, nil
+}
+
+// hashContents names contents without storing them: for reports such as
+// Changes that only compare trees.
+type hashContents struct{}
+
+// Put implements layers.Contents.
+func (hashContents) Put(ctx context.Context, r io.Reader, size int64) (layers.Object, error) {
+	sum, n, err := fsverity.Digest(io.LimitReader(r, size))
+	if err != nil {
+		return layers.Object{}, err
+	}
+	if n != size {
+		return layers.Object{}, fmt.Errorf("cfs: content is %d bytes, the entry says %d", n, size)
+	}
+	return layers.Object{Payload: payloadPath(sum), Digest: sum}, nil
+}
+
+// payloadPath is an object's path relative to the objects directory, as
+// composefs images redirect to it.
+func payloadPath(d dedup.Digest) string {
+	s := d.String()
+	return s[:2] + "/" + s[2:]
+}
+
+// writeImage writes t as a composefs image at path, atomically.
+func writeImage(path string, t *tree.Tree) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
+	if err != nil {
+		return fmt.Errorf("write image %s: %w", path, err)
+	}
+	werr := erofs.Write(f, t, erofs.DefaultOptions())
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(f.Name(), path)
+	}
+	if werr != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("write image %s: %w", path, werr)
+	}
+	return nil
+}
+
+// readImage reads the composefs tree of the image at path.
+func readImage(path string) (*tree.Tree, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	img, err := erofs.Open(f, st.Size())
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", path, err)
+	}
+	t, err := img.Tree()
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", path, err)
+	}
+	return t, nil
+}
+
+// diffTree is a layer's own tree: its diff image once sealed, else what
+// its upper directory holds over its parent chain.
+func (d *core) diffTree(ctx context.Context, id string, contents layers.Contents) (*tree.Tree, layerMeta, error) {
+	m, err := d.readMeta(id)
+	if err != nil {
+		return nil, m, err
+	}
+	if m.Sealed {
+		t, err := readImage(d.diffImage(id))
+		if err != nil {
+			return nil, m, fmt.Errorf("cfs: layer %s: %w", id, err)
+		}
+		return t, m, nil
+	}
+	var lower *tree.Tree
+	if m.Parent != "" {
+		if lower, err = d.flatTree(ctx, m.Parent); err != nil {
+			return nil, m, err
+		}
+	}
+	t, err := layers.FromUpper(ctx, d.upperDir(id), lower, contents, d.ingestOptions(nil))
+	if err != nil {
+		return nil, m, fmt.Errorf("cfs: layer %s: %w", id, err)
+	}
+	return t, m, nil
+}
+
+// fullTree is everything a layer shows when mounted: its chain merged.
+func (d *core) fullTree(ctx context.Context, id string) (*tree.Tree, error) {
+	if id == "" {
+		return tree.New(), nil
+	}
+	m, err := d.readMeta(id)
+	if err != nil {
+		return nil, err
+	}
+	if m.Sealed {
+		return d.flatTree(ctx, id)
+	}
+	diff, _, err := d.diffTree(ctx, id, hashContents{})
+	if err != nil {
+		return nil, err
+	}
+	return d.stack(ctx, m.Parent, diff)
+}
+
+// stack merges diff onto the full tree of parent.
+func (d *core) stack(ctx context.Context, parent string, diff *tree.Tree) (*tree.Tree, error) {
+	base := tree.New()
+	if parent != "" {
+		var err error
+		if base, err = d.flatTree(ctx, parent); err != nil {
+			return nil, err
+		}
+	}
+	if err := layers.Merge(base, diff); err != nil {
+		return nil, err
+	}
+	layers.FixLinks(base)
+	return base, nil
+}
+
+// flatTree returns the merged tree of the sealed layer id and its chain,
+// from the cached flattened image, building (and caching) it first if
+// needed.
+func (d *core) flatTree(ctx context.Context, id string) (*tree.Tree, error) {
+	if err := d.ensureFlat(ctx, id); err != nil {
+		return nil, err
+	}
+	t, err := readImage(d.flatImage(id))
+	if err != nil {
+		return nil, fmt.Errorf("cfs: layer %s: flattened image: %w", id, err)
+	}
+	return t, nil
+}
+
+// ensureFlat builds the flattened image of the sealed layer id unless it
+// is cached. Images are written to a temporary name and renamed, and the
+// writer is deterministic, so concurrent builders agree.
+func (d *core) ensureFlat(ctx context.Context, id string) error {
+	if _, err := os.Stat(d.flatImage(id)); err == nil {
+		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("cfs: layer %s: %w", id, err)
+	}
+	if err := d.seal(ctx, id); err != nil {
+		return err
+	}
+	diff, m, err := d.diffTree(ctx, id, nil)
+	if err != nil {
+		return err
+	}
+	flat, err := d.stack(ctx, m.Parent, diff)
+	if err != nil {
+		return fmt.Errorf("cfs: flatten %s: %w", id, err)
+	}
+	if err := writeImage(d.flatImage(id), flat); err != nil {
+		return fmt.Errorf("cfs: flatten %s: %w", id, err)
+	}
+	return nil
+}

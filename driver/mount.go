@@ -1,0 +1,217 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/opencontainers/selinux/go-selinux/label"
+	"golang.org/x/sys/unix"
+)
+
+// mountState is one mounted layer: how many Gets it has had in this
+// process.
+type mountState struct {
+	count int
+}
+
+// mountOptions are what Get was asked for.
+type mountOptions struct {
+	ReadOnly   bool
+	MountLabel string
+	Extra      []string
+}
+
+func (d *core) mountDir(id string) string  { return filepath.Join(d.run, "mnt", id) }
+func (d *core) mergedDir(id string) string { return filepath.Join(d.mountDir(id), "merged") }
+func (d *core) lowerMount(id string) string {
+	return filepath.Join(d.mountDir(id), "lower")
+}
+
+// get mounts layer id (if not yet mounted) and returns its root: the
+// flattened image of its chain as one EROFS mount, and one overlay with
+// the object store as data-only lower and, for a writable layer, its
+// upper directory. Nested gets are counted; a mount made by another
+// process is reused.
+func (d *core) get(ctx context.Context, id string, opts mountOptions) (string, error) {
+	m, err := d.readMeta(id)
+	if err != nil {
+		return "", err
+	}
+	image := ""
+	switch {
+	case m.Sealed:
+		image = d.flatImage(id)
+		err = d.ensureFlat(ctx, id)
+	case m.Parent != "":
+		image = d.flatImage(m.Parent)
+		err = d.ensureFlat(ctx, m.Parent)
+	}
+	if err != nil {
+		return "", fmt.Errorf("cfs: mount %s: %w", id, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	merged := d.mergedDir(id)
+	if st, ok := d.mounts[id]; ok {
+		st.count++
+		return merged, nil
+	}
+	if isMountPoint(merged) {
+		d.mounts[id] = &mountState{count: 1}
+		return merged, nil
+	}
+	if err := d.mount(id, m, image, opts); err != nil {
+		return "", fmt.Errorf("cfs: mount %s: %w", id, err)
+	}
+	d.mounts[id] = &mountState{count: 1}
+	return merged, nil
+}
+
+func (d *core) mount(id string, m layerMeta, image string, opts mountOptions) error {
+	lowerMnt, merged := d.lowerMount(id), d.mergedDir(id)
+	for _, dir := range []string{lowerMnt, merged} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+	}
+	lower := filepath.Join(d.home, "empty")
+	if image != "" {
+		if err := mountErofs(image, lowerMnt); err != nil {
+			return err
+		}
+		lower = lowerMnt + "::" + d.objects.ObjectsDir()
+	} else if err := os.MkdirAll(lower, 0o755); err != nil {
+		return err
+	}
+	data := []string{"lowerdir=" + lower, "metacopy=on", "redirect_dir=on"}
+	var flags uintptr
+	if m.Sealed || opts.ReadOnly {
+		flags |= unix.MS_RDONLY
+	}
+	if !m.Sealed {
+		data = append(data, "upperdir="+d.upperDir(id), "workdir="+d.workDir(id))
+	}
+	data = append(data, d.opts.MountOpts...)
+	data = append(data, opts.Extra...)
+	joined := label.FormatMountLabel(strings.Join(data, ","), opts.MountLabel)
+	if err := unix.Mount("overlay", merged, "overlay", flags, joined); err != nil {
+		if image != "" {
+			unix.Unmount(lowerMnt, unix.MNT_DETACH)
+		}
+		return fmt.Errorf("mount overlay -o %s: %w", joined, err)
+	}
+	return nil
+}
+
+// put releases one get of id; the last one unmounts. A layer mounted by
+// another process (not counted here) is unmounted too.
+func (d *core) put(id string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if st, ok := d.mounts[id]; ok {
+		st.count--
+		if st.count > 0 {
+			return nil
+		}
+	}
+	return d.unmountLocked(id)
+}
+
+// unmountAll unmounts id whatever its count (for removal).
+func (d *core) unmountAll(id string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.unmountLocked(id)
+}
+
+func (d *core) unmountLocked(id string) error {
+	delete(d.mounts, id)
+	for _, dir := range []string{d.mergedDir(id), d.lowerMount(id)} {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("cfs: unmount %s: %w", dir, err)
+		}
+	}
+	if m, err := d.readMeta(id); err == nil && m.Sealed {
+		os.RemoveAll(d.upperDir(id))
+		os.RemoveAll(d.workDir(id))
+	}
+	return nil
+}
+
+// cleanup unmounts every layer this process still has mounted.
+func (d *core) cleanup() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
+	for id := range d.mounts {
+		errs = append(errs, d.unmountLocked(id))
+	}
+	return errors.Join(errs...)
+}
+
+func (d *core) mountedElsewhere(id string) bool { return isMountPoint(d.mergedDir(id)) }
+
+// isMountPoint reports whether dir is the root of a mount: its device
+// differs from its parent's.
+func isMountPoint(dir string) bool {
+	var st, parent unix.Stat_t
+	if unix.Lstat(dir, &st) != nil || unix.Lstat(filepath.Dir(dir), &parent) != nil {
+		return false
+	}
+	return st.Dev != parent.Dev
+}
+
+// mountErofs mounts an EROFS image file read-only on target, straight
+// from the file where the kernel can, else through a loop device.
+func mountErofs(image, target string) error {
+	err := unix.Mount(image, target, "erofs", unix.MS_RDONLY, "")
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.ENOTBLK) {
+		return fmt.Errorf("mount erofs %s: %w", image, err)
+	}
+	dev, lerr := attachLoop(image)
+	if lerr != nil {
+		return fmt.Errorf("mount erofs %s: no file-backed mounts (%v) and no loop device: %w", image, err, lerr)
+	}
+	if err := unix.Mount(dev, target, "erofs", unix.MS_RDONLY, ""); err != nil {
+		return fmt.Errorf("mount erofs %s via %s: %w", image, dev, err)
+	}
+	return nil
+}
+
+// attachLoop binds image to a free loop device, read-only and cleared
+// automatically when its last user (the mount) goes away.
+func attachLoop(image string) (string, error) {
+	ctl, err := unix.Open("/dev/loop-control", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("open /dev/loop-control: %w", err)
+	}
+	defer unix.Close(ctl)
+	n, err := unix.IoctlRetInt(ctl, unix.LOOP_CTL_GET_FREE)
+	if err != nil {
+		return "", fmt.Errorf("LOOP_CTL_GET_FREE: %w", err)
+	}
+	dev := fmt.Sprintf("/dev/loop%d", n)
+	file, err := unix.Open(image, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("open %s: %w", image, err)
+	}
+	defer unix.Close(file)
+	loop, err := unix.Open(dev, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("open %s: %w", dev, err)
+	}
+	defer unix.Close(loop)
+	cfg := unix.LoopConfig{Fd: uint32(file)}
+	cfg.Info.Flags = unix.LO_FLAGS_READ_ONLY | unix.LO_FLAGS_AUTOCLEAR
+	if err := unix.IoctlLoopConfigure(loop, &cfg); err != nil {
+		return "", fmt.Errorf("LOOP_CONFIGURE %s: %w", dev, err)
+	}
+	return dev, nil
+}
