@@ -86,18 +86,56 @@ func splitFSPath(p string) []string {
 	return strings.Split(p, "/")
 }
 
-// child returns the inode of directory dir's entry name.
+// child returns the inode of directory dir's entry name. A directory is
+// returned only if its ".." entry points back at dir: on a well-formed
+// image every directory has one parent, and this keeps hostile images
+// from presenting directory cycles (or exponential DAGs) to fs.WalkDir.
+// (Directory hard links, a dumpfile quirk, are therefore not reachable
+// through the fs.FS view; Tree shows them.)
 func (img *Image) child(dir *rawInode, name string) (*rawInode, error) {
-	ents, err := img.readDir(dir)
+	if name == "." || name == ".." {
+		return nil, fs.ErrNotExist
+	}
+	nid, found, err := img.entryNid(dir, name)
 	if err != nil {
 		return nil, err
 	}
-	for _, e := range ents {
-		if e.name == name && name != "." && name != ".." {
-			return img.inode(e.nid)
+	if !found {
+		return nil, fs.ErrNotExist
+	}
+	ri, err := img.inode(nid)
+	if err != nil {
+		return nil, err
+	}
+	if ri.typ() == tree.TypeDir {
+		up, ok, err := img.entryNid(ri, "..")
+		if err != nil {
+			return nil, err
+		}
+		if !ok || up != dir.nid {
+			return nil, fmt.Errorf("%w: directory %q (nid %d) has another parent", ErrCorrupt, name, nid)
 		}
 	}
-	return nil, fs.ErrNotExist
+	return ri, nil
+}
+
+// entryNid finds the nid of directory dir's entry name.
+func (img *Image) entryNid(dir *rawInode, name string) (uint64, bool, error) {
+	if dir.typ() != tree.TypeDir {
+		return 0, false, errNotDir
+	}
+	data, err := img.data(dir, uint64(img.size))
+	if err != nil {
+		return 0, false, err
+	}
+	found, nid := false, uint64(0)
+	err = eachDirent(data, func(n []byte, id uint64, _ uint8) bool {
+		if string(n) == name {
+			found, nid = true, id
+		}
+		return !found
+	})
+	return nid, found, err
 }
 
 func pathErr(op, name string, err error) error {

@@ -23,23 +23,36 @@ func (img *Image) readDir(ri *rawInode) ([]rawDirent, error) {
 		return nil, err
 	}
 	var out []rawDirent
-	for off := 0; off < len(data); off += blkSize {
-		chunk := data[off:min(off+blkSize, len(data))]
-		if out, err = appendDirentChunk(out, chunk); err != nil {
-			return nil, fmt.Errorf("nid %d: %w", ri.nid, err)
-		}
+	err = eachDirent(data, func(name []byte, nid uint64, typ uint8) bool {
+		out = append(out, rawDirent{name: string(name), nid: nid, typ: typ})
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("nid %d: %w", ri.nid, err)
 	}
 	return out, nil
 }
 
-// appendDirentChunk decodes the dirents of one block or inline tail.
-func appendDirentChunk(out []rawDirent, chunk []byte) ([]rawDirent, error) {
+// eachDirent calls fn for every entry of directory data until fn returns
+// false.
+func eachDirent(data []byte, fn func(name []byte, nid uint64, typ uint8) bool) error {
+	for off := 0; off < len(data); off += blkSize {
+		more, err := direntChunk(data[off:min(off+blkSize, len(data))], fn)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// direntChunk decodes the dirents of one block or inline tail.
+func direntChunk(chunk []byte, fn func(name []byte, nid uint64, typ uint8) bool) (bool, error) {
 	if len(chunk) < direntSize {
-		return nil, fmt.Errorf("%w: directory chunk of %d bytes", ErrCorrupt, len(chunk))
+		return false, fmt.Errorf("%w: directory chunk of %d bytes", ErrCorrupt, len(chunk))
 	}
 	first := int(le.Uint16(chunk[offDeNameOff:]))
 	if first < direntSize || first%direntSize != 0 || first > len(chunk) {
-		return nil, fmt.Errorf("%w: bad first nameoff %d", ErrCorrupt, first)
+		return false, fmt.Errorf("%w: bad first nameoff %d", ErrCorrupt, first)
 	}
 	n := first / direntSize
 	for i := 0; i < n; i++ {
@@ -50,18 +63,20 @@ func appendDirentChunk(out []rawDirent, chunk []byte) ([]rawDirent, error) {
 			end = int(le.Uint16(chunk[(i+1)*direntSize+offDeNameOff:]))
 		}
 		if start < first || end < start || end > len(chunk) {
-			return nil, fmt.Errorf("%w: bad nameoff %d..%d", ErrCorrupt, start, end)
+			return false, fmt.Errorf("%w: bad nameoff %d..%d", ErrCorrupt, start, end)
 		}
 		name := chunk[start:end]
 		if i+1 == n {
 			name = cStr(name) // the last name of a block ends at a NUL or the end
 		}
 		if len(name) == 0 || len(name) > tree.MaxNameLen {
-			return nil, fmt.Errorf("%w: dirent name of %d bytes", ErrCorrupt, len(name))
+			return false, fmt.Errorf("%w: dirent name of %d bytes", ErrCorrupt, len(name))
 		}
-		out = append(out, rawDirent{name: string(name), nid: le.Uint64(de[offDeNid:]), typ: de[offDeFileType]})
+		if !fn(name, le.Uint64(de[offDeNid:]), de[offDeFileType]) {
+			return false, nil
+		}
 	}
-	return out, nil
+	return true, nil
 }
 
 func cStr(b []byte) []byte {
