@@ -31,7 +31,8 @@ type GCReport struct {
 	// StalePending the pending sets of dead processes, removed.
 	Pending      int
 	StalePending int
-	// IndexRemoved counts SHA-256 index entries of absent objects removed.
+	// IndexRemoved counts SHA-256 index records dropped (stale or
+	// duplicate).
 	IndexRemoved int
 	// TempRemoved counts leftover temporary files removed.
 	TempRemoved int
@@ -82,7 +83,7 @@ func (s *Store) GC(ctx context.Context) (GCReport, error) {
 		rep.Removed++
 		rep.RemovedBytes += st.Size
 	}
-	if err := s.sweepIndex(ctx, &rep); err != nil {
+	if err := s.compactIndex(&rep); err != nil {
 		return rep, fmt.Errorf("dedup: gc: %w", err)
 	}
 	if err := s.sweepTemps(&rep); err != nil {
@@ -161,36 +162,6 @@ func readPendingFile(p string) (ds []Digest, alive bool, err error) {
 		return nil, false, fmt.Errorf("pending %s: %w", p, err)
 	}
 	return ds, true, nil
-}
-
-// sweepIndex removes SHA-256 index entries whose object is absent.
-func (s *Store) sweepIndex(ctx context.Context, rep *GCReport) error {
-	top := filepath.Join(s.root, dirIndex)
-	dirs, err := os.ReadDir(top)
-	if err != nil {
-		return fmt.Errorf("list index: %w", err)
-	}
-	for _, de := range dirs {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		ents, err := os.ReadDir(filepath.Join(top, de.Name()))
-		if err != nil {
-			return fmt.Errorf("list index: %w", err)
-		}
-		for _, e := range ents {
-			p := filepath.Join(top, de.Name(), e.Name())
-			target, err := os.Readlink(p)
-			d, perr := ParseDigest(target)
-			if err == nil && perr == nil && s.Has(d) {
-				continue
-			}
-			if err := os.Remove(p); err == nil {
-				rep.IndexRemoved++
-			}
-		}
-	}
-	return nil
 }
 
 // sweepTemps removes leftover temporary refs files (written only under

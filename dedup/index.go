@@ -1,36 +1,99 @@
 package dedup
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // The SHA-256 index maps a content's plain SHA-256 to its fs-verity
-// digest: index/sha256/xx/<62 hex> is a symbolic link whose target is the
-// 64-hex fs-verity digest. Both are functions of the content, so an entry
-// is never wrong, only possibly stale (its object collected): lookups
-// check that the object is present, and GC removes stale entries.
+// digest. It is an append-only log, index/sha256.log, of fixed records:
+//
+//	0  32  plain SHA-256 of the content
+//	32 32  fs-verity digest of the same content
+//	64 8   first 8 bytes of SHA-256 over bytes 0..63 (detects torn or
+//	       damaged records, which are skipped)
+//
+// Both digests are functions of the content, so a record is never wrong,
+// only possibly stale (its object collected) or duplicated: lookups check
+// that the object is present, and GC rewrites the log without stale and
+// duplicate records. Records are appended under the shared store lock and
+// the log is replaced under the exclusive one. The index is a cache: it
+// is never synced, and a lost record only costs a missed lookup.
+const (
+	fileIndexLog = "sha256.log"
+	indexRecord  = 72
+)
 
-func (s *Store) indexPath(sha SHA256) string {
-	dir, name := fanout(sha)
-	return filepath.Join(s.root, dirIndex, dir, name)
+func indexRecordBytes(sha SHA256, d Digest) [indexRecord]byte {
+	var r [indexRecord]byte
+	copy(r[:32], sha[:])
+	copy(r[32:64], d[:])
+	sum := sha256.Sum256(r[:64])
+	copy(r[64:], sum[:8])
+	return r
 }
 
-// indexSHA256 records sha -> d. An existing entry is left alone.
+// parseIndex calls fn for every valid record in b, resynchronising byte by
+// byte past damage.
+func parseIndex(b []byte, fn func(sha SHA256, d Digest)) {
+	for len(b) >= indexRecord {
+		sum := sha256.Sum256(b[:64])
+		if !bytes.Equal(sum[:8], b[64:indexRecord]) {
+			b = b[1:]
+			continue
+		}
+		fn(SHA256(b[:32]), Digest(b[32:64]))
+		b = b[indexRecord:]
+	}
+}
+
+// shaIndex is a Store's view of the log: an append descriptor, and a map
+// loaded on the first lookup and extended from the log's tail on a miss.
+type shaIndex struct {
+	mu     sync.Mutex
+	w      *os.File // append descriptor; reopened when the log was replaced
+	m      map[SHA256]Digest
+	ino    uint64 // inode of the log m was read from
+	offset int64  // bytes of it read
+}
+
+func (s *Store) indexLogPath() string { return filepath.Join(s.root, dirIndex, fileIndexLog) }
+
+// indexSHA256 appends sha -> d. The caller holds the store lock (shared),
+// so GC is not replacing the log meanwhile.
 func (s *Store) indexSHA256(sha SHA256, d Digest) error {
-	p := s.indexPath(sha)
-	err := os.Symlink(d.String(), p)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	x := &s.index
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.w != nil {
+		var st unix.Stat_t
+		if err := unix.Fstat(int(x.w.Fd()), &st); err != nil || st.Nlink == 0 {
+			x.w.Close() // replaced by GC: append to the new log
+			x.w = nil
+		}
+	}
+	if x.w == nil {
+		f, err := os.OpenFile(s.indexLogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
 			return fmt.Errorf("index: %w", err)
 		}
-		err = os.Symlink(d.String(), p)
+		x.w = f
 	}
-	if err != nil && !errors.Is(err, fs.ErrExist) {
+	rec := indexRecordBytes(sha, d)
+	if _, err := x.w.Write(rec[:]); err != nil {
 		return fmt.Errorf("index: %w", err)
+	}
+	if x.m != nil {
+		x.m[sha] = d
 	}
 	return nil
 }
@@ -38,13 +101,96 @@ func (s *Store) indexSHA256(sha SHA256, d Digest) error {
 // LookupSHA256 returns the digest of the present object whose content has
 // the plain SHA-256 sha, if the store has one.
 func (s *Store) LookupSHA256(sha SHA256) (Digest, bool) {
-	target, err := os.Readlink(s.indexPath(sha))
-	if err != nil {
-		return Digest{}, false
+	x := &s.index
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	d, ok := x.m[sha]
+	if !ok {
+		if err := s.refreshIndex(); err != nil {
+			return Digest{}, false
+		}
+		d, ok = x.m[sha]
 	}
-	d, err := ParseDigest(target)
-	if err != nil || !s.Has(d) {
+	if !ok || !s.Has(d) {
 		return Digest{}, false
 	}
 	return d, true
+}
+
+// refreshIndex reads the records appended since the last read, or the
+// whole log if it was replaced. The caller holds s.index.mu.
+func (s *Store) refreshIndex() error {
+	x := &s.index
+	f, err := os.Open(s.indexLogPath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return err
+	}
+	if x.m == nil || st.Ino != x.ino || st.Size < x.offset {
+		x.m, x.ino, x.offset = map[SHA256]Digest{}, st.Ino, 0
+	}
+	b, err := io.ReadAll(io.NewSectionReader(f, x.offset, st.Size-x.offset))
+	if err != nil {
+		return err
+	}
+	// Consume only whole records; a record being appended right now is
+	// read next time.
+	b = b[:len(b)/indexRecord*indexRecord]
+	parseIndex(b, func(sha SHA256, d Digest) { x.m[sha] = d })
+	x.offset += int64(len(b))
+	return nil
+}
+
+// compactIndex rewrites the log keeping one record per SHA-256 whose
+// object is present. The caller holds the store lock exclusively.
+func (s *Store) compactIndex(rep *GCReport) error {
+	p := s.indexLogPath()
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("index: %w", err)
+	}
+	var out bytes.Buffer
+	seen := map[SHA256]bool{}
+	total := 0
+	parseIndex(b, func(sha SHA256, d Digest) {
+		total++
+		if seen[sha] || !s.Has(d) {
+			return
+		}
+		seen[sha] = true
+		rec := indexRecordBytes(sha, d)
+		out.Write(rec[:])
+	})
+	rep.IndexRemoved = total - len(seen)
+	if rep.IndexRemoved == 0 && len(b) == out.Len() {
+		return nil
+	}
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, out.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("index: %w", err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return fmt.Errorf("index: %w", err)
+	}
+	return nil
+}
+
+// closeIndex closes the append descriptor.
+func (s *Store) closeIndex() {
+	s.index.mu.Lock()
+	if s.index.w != nil {
+		s.index.w.Close()
+		s.index.w = nil
+	}
+	s.index.mu.Unlock()
 }

@@ -201,14 +201,12 @@ func (in *Ingest) finish(ctx context.Context, o Object, tmp *tempFile, data []by
 	if err == nil {
 		o.Existed, err = in.place(o, tmp, data)
 	}
+	if err == nil && o.SHA256 != (SHA256{}) {
+		err = s.indexSHA256(o.SHA256, o.Digest)
+	}
 	unlock()
 	if err != nil {
 		return o, err
-	}
-	if o.SHA256 != (SHA256{}) {
-		if err := s.indexSHA256(o.SHA256, o.Digest); err != nil {
-			return o, err
-		}
 	}
 	s.ctr.record(o, mode)
 	return o, nil

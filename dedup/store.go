@@ -26,7 +26,7 @@ const (
 	dirObjects    = "objects"
 	dirRefs       = "refs"
 	dirPending    = "pending"
-	dirIndex      = "index/sha256"
+	dirIndex      = "index"
 	dirStaging    = "staging"
 	dirQuarantine = "quarantine"
 	fileFormat    = "FORMAT"
@@ -96,6 +96,7 @@ type Store struct {
 	verity bool // fs-verity is enabled on new objects
 	bufs   sync.Pool
 	ctr    counters
+	index  shaIndex
 
 	mu      sync.Mutex
 	def     *Ingest // pins objects inserted through Store.Insert until Close
@@ -259,6 +260,7 @@ func (s *Store) Close() error {
 		errs = append(errs, def.Abort())
 	}
 	errs = append(errs, s.flushCounters())
+	s.closeIndex()
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("dedup: close: %w", err)
 	}
