@@ -24,4 +24,9 @@ var (
 	// ErrBadRef reports a ref file that does not hold a checksum, or an
 	// unknown ref.
 	ErrBadRef = errors.New("hostlink: bad ref")
+	// ErrCacheInRepo reports an IndexOptions.CacheDir inside the host
+	// repository, which must never be written.
+	ErrCacheInRepo = errors.New("hostlink: digest cache directory inside the host repository")
+	// ErrInvalidOptions reports missing or malformed IndexOptions.
+	ErrInvalidOptions = errors.New("hostlink: invalid index options")
 )

@@ -1,0 +1,345 @@
+package hostlink
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// HashFunc computes the content digest an Index matches on, reading r to
+// its end. In production it is the fs-verity SHA-256 digest (see
+// dedup/fsverity); tests may use plain SHA-256.
+type HashFunc func(r io.Reader) ([32]byte, error)
+
+// IndexOptions configure NewIndex.
+type IndexOptions struct {
+	// CacheDir holds the persistent digest cache (created if needed). It
+	// must not be inside the host repository, which is never written.
+	// Give each repository its own directory. Required.
+	CacheDir string
+	// Hash computes content digests for Lookup. Required.
+	Hash HashFunc
+	// HashName names Hash in the cache ("fsverity-sha256"); digests
+	// cached under another name are never used. Lowercase letters,
+	// digits and '-'. Required.
+	HashName string
+	// Only, when not nil, restricts the candidates to these file objects
+	// (for example Repo.FileObjects over the deployments' commits).
+	Only map[Checksum]struct{}
+	// MinSize leaves out objects smaller than this many bytes.
+	MinSize int64
+}
+
+// IndexStats describe an Index.
+type IndexStats struct {
+	Objects int // candidate file objects
+	Sizes   int // distinct sizes among them
+	Cached  int // digests known (from the cache or hashed)
+	Hashed  int // objects this Index hashed (each at most once)
+	Dropped int // cache entries dropped for vanished or changed objects
+	// DirsListed and Statted count the last cheap pass's work: objects/xx
+	// directories listed (unchanged ones are not) and objects stat'ed
+	// (names known from the previous pass are not).
+	DirsListed, Statted int
+}
+
+// Index finds host file objects by content. Building it is a cheap pass
+// (a stat per object, no file opened) giving size → candidates; Lookup
+// hashes candidates of the asked size only, lazily, and records every
+// digest in a cache on disk keyed by object name (objects are
+// immutable), so no object is hashed twice, across processes too. An
+// Index is safe for concurrent use.
+type Index struct {
+	repo *Repo
+	opts IndexOptions
+
+	mu     sync.Mutex
+	bySize map[int64][]objectStat
+	cache  *digestCache
+	stats  IndexStats
+}
+
+var hashNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
+
+// NewIndex builds the index of r's file objects: the cheap pass, then the
+// cache is loaded and entries for objects that vanished (ostree prune) or
+// changed are dropped from it.
+func NewIndex(ctx context.Context, r *Repo, opts IndexOptions) (*Index, error) {
+	if opts.Hash == nil || opts.CacheDir == "" || !hashNameRE.MatchString(opts.HashName) {
+		return nil, fmt.Errorf("%w: NewIndex needs Hash, CacheDir and a HashName matching %s", ErrInvalidOptions, hashNameRE)
+	}
+	if err := checkOutside(opts.CacheDir, r.path); err != nil {
+		return nil, err
+	}
+	cache, err := openDigestCache(opts.CacheDir, opts.HashName)
+	if err != nil {
+		return nil, err
+	}
+	ix := &Index{repo: r, opts: opts, cache: cache}
+	if err := ix.Rescan(ctx); err != nil {
+		cache.close()
+		return nil, err
+	}
+	return ix, nil
+}
+
+// checkOutside refuses a cache directory inside the repository.
+func checkOutside(dir, repo string) error {
+	abs := func(p string) string {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			return filepath.Clean(p)
+		}
+		if e, err := filepath.EvalSymlinks(a); err == nil {
+			return e
+		}
+		return a
+	}
+	d, r := abs(dir), abs(repo)
+	if d == r || strings.HasPrefix(d, r+string(filepath.Separator)) {
+		return fmt.Errorf("%w: %s is in %s", ErrCacheInRepo, dir, repo)
+	}
+	return nil
+}
+
+// Close releases the cache's lock file. The Index must not be used after.
+func (ix *Index) Close() error {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.cache.close()
+}
+
+// Rescan redoes the cheap pass, for example after `ostree prune` or a
+// host update, and drops cache entries of objects that are gone. Only the
+// objects/xx directories changed since the last pass (remembered in the
+// cache directory) are listed again.
+func (ix *Index) Rescan(ctx context.Context) error {
+	prev, err := loadScanState(ix.opts.CacheDir)
+	if err != nil {
+		return err
+	}
+	scan, counts, err := scanFileObjects(ctx, filepath.Join(ix.repo.path, "objects"), prev)
+	if err != nil {
+		return err
+	}
+	objs := scan.objects()
+	present := make(map[Checksum]objectStat, len(objs))
+	bySize := map[int64][]objectStat{}
+	for _, o := range objs {
+		present[o.sum] = o
+		if _, ok := ix.opts.Only[o.sum]; (ix.opts.Only == nil || ok) && o.size >= ix.opts.MinSize {
+			bySize[o.size] = append(bySize[o.size], o)
+		}
+	}
+	for _, c := range bySize { // deterministic choice among equal contents
+		sort.Slice(c, func(i, j int) bool { return bytes.Compare(c[i].sum[:], c[j].sum[:]) < 0 })
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	unlock, err := ix.cache.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if counts.dirsListed > 0 || prev == nil || len(prev.dirs) != len(scan.dirs) {
+		if err := saveScanState(ix.opts.CacheDir, scan); err != nil {
+			return err
+		}
+	}
+	if err := ix.cache.refresh(); err != nil {
+		return err
+	}
+	dropped, err := ix.cache.compact(func(e *cacheEntry) bool {
+		o, ok := present[e.name]
+		return ok && o.size == e.size && o.mtime == e.mtime
+	})
+	if err != nil {
+		return err
+	}
+	ix.bySize = bySize
+	ix.stats.Objects, ix.stats.Sizes = 0, len(bySize)
+	for _, c := range bySize {
+		ix.stats.Objects += len(c)
+	}
+	ix.stats.Dropped += dropped
+	ix.stats.DirsListed, ix.stats.Statted = counts.dirsListed, counts.statted
+	return nil
+}
+
+// Stats returns counters describing the index.
+func (ix *Index) Stats() IndexStats {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	s := ix.stats
+	s.Cached = len(ix.cache.entries)
+	return s
+}
+
+// Lookup returns the path of a host file object whose content has the
+// given size and digest (as computed by IndexOptions.Hash), hashing
+// candidates of that size that were never hashed, one at a time until
+// one matches. ok is false when no host object has that content.
+func (ix *Index) Lookup(ctx context.Context, size int64, digest [32]byte) (string, bool, error) {
+	return ix.lookup(ctx, size, func(e *cacheEntry) bool { return e.digest == digest })
+}
+
+// LookupSHA256 is Lookup by plain SHA-256 of the content, which the index
+// computes in the same read as the main digest.
+func (ix *Index) LookupSHA256(ctx context.Context, size int64, sum [32]byte) (string, bool, error) {
+	return ix.lookup(ctx, size, func(e *cacheEntry) bool { return e.sha256 == sum })
+}
+
+func (ix *Index) lookup(ctx context.Context, size int64, match func(*cacheEntry) bool) (string, bool, error) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	cands := ix.bySize[size]
+	if len(cands) == 0 {
+		return "", false, nil
+	}
+	// First the candidates whose digest is known in memory.
+	var unknown []objectStat
+	for _, o := range cands {
+		e, ok := ix.cache.entries[o.sum]
+		if !ok || e.mtime != o.mtime {
+			unknown = append(unknown, o)
+			continue
+		}
+		if e.content && match(&e) {
+			if p, ok := ix.stillThere(o); ok {
+				return p, true, nil
+			}
+		}
+	}
+	if len(unknown) == 0 {
+		return "", false, nil
+	}
+	return ix.hashUnknown(ctx, unknown, match)
+}
+
+// hashUnknown hashes the given candidates under the cache lock (after
+// loading what other processes hashed meanwhile) until one matches.
+// Call with ix.mu held.
+func (ix *Index) hashUnknown(ctx context.Context, unknown []objectStat, match func(*cacheEntry) bool) (string, bool, error) {
+	unlock, err := ix.cache.lock()
+	if err != nil {
+		return "", false, err
+	}
+	defer unlock()
+	if err := ix.cache.refresh(); err != nil {
+		return "", false, err
+	}
+	for _, o := range unknown {
+		e, ok := ix.cache.entries[o.sum]
+		if !ok || e.mtime != o.mtime {
+			if err := ctx.Err(); err != nil {
+				return "", false, err
+			}
+			var gone bool
+			e, gone, err = ix.hashObject(o)
+			if err != nil {
+				return "", false, err
+			}
+			if gone {
+				ix.forget(o)
+				continue
+			}
+			if err := ix.cache.add(e); err != nil {
+				return "", false, err
+			}
+			ix.stats.Hashed++
+		}
+		if e.content && match(&e) {
+			if p, ok := ix.stillThere(o); ok {
+				return p, true, nil
+			}
+		}
+	}
+	return "", false, nil
+}
+
+// hashObject reads one object once, computing the index digest and
+// SHA-256 together. gone reports an object pruned since the cheap pass.
+func (ix *Index) hashObject(o objectStat) (e cacheEntry, gone bool, err error) {
+	e = cacheEntry{name: o.sum, size: o.size, mtime: o.mtime}
+	f, err := ix.repo.OpenFile(o.sum)
+	if errors.Is(err, fs.ErrNotExist) {
+		return e, true, nil
+	}
+	if err != nil {
+		return e, false, err
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return e, false, fmt.Errorf("stat %s: %w", f.Name(), err)
+	}
+	e.size, e.mtime = st.Size, st.Mtim.Nano()
+	if ix.repo.mode == ModeBareUser {
+		fi, err := ix.repo.bareUserInfo(f.Name(), &st)
+		if err != nil {
+			return e, false, err
+		}
+		if !fi.IsRegular() {
+			return e, false, nil // a symlink stored as a file: not content
+		}
+	}
+	sha := sha256.New()
+	cr := &countingReader{r: io.TeeReader(f, sha)}
+	if e.digest, err = ix.opts.Hash(cr); err != nil {
+		return e, false, fmt.Errorf("hashing %s: %w", f.Name(), err)
+	}
+	if cr.n != e.size {
+		return e, false, fmt.Errorf("hashing %s: hash read %d of %d bytes", f.Name(), cr.n, e.size)
+	}
+	sha.Sum(e.sha256[:0])
+	e.content = true
+	return e, false, nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// stillThere checks a matched object still exists unchanged and returns
+// its path; a vanished or changed object is forgotten.
+func (ix *Index) stillThere(o objectStat) (string, bool) {
+	p := ix.repo.FileObjectPath(o.sum)
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG ||
+		st.Size != o.size || st.Mtim.Nano() != o.mtime {
+		ix.forget(o)
+		return "", false
+	}
+	return p, true
+}
+
+// forget removes a vanished object from the candidates.
+func (ix *Index) forget(o objectStat) {
+	c := ix.bySize[o.size]
+	for i := range c {
+		if c[i].sum == o.sum {
+			ix.bySize[o.size] = append(c[:i:i], c[i+1:]...)
+			ix.stats.Objects--
+			return
+		}
+	}
+}
