@@ -56,13 +56,18 @@ func payloadPath(d dedup.Digest) string {
 	return s[:2] + "/" + s[2:]
 }
 
+// imageOptions fixes the composefs format at version 0 for every image:
+// flattened images hold no whiteouts, and version 1 would only add
+// "opaque=x" markers to the directories of a diff image's whiteouts.
+var imageOptions = erofs.Options{MinVersion: 0, MaxVersion: 0}
+
 // writeImage writes t as a composefs image at path, atomically.
 func writeImage(path string, t *tree.Tree) error {
 	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
 	if err != nil {
 		return fmt.Errorf("write image %s: %w", path, err)
 	}
-	werr := erofs.Write(f, t, erofs.DefaultOptions())
+	werr := erofs.Write(f, t, imageOptions)
 	if werr == nil {
 		werr = f.Sync()
 	}

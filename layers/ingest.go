@@ -221,8 +221,11 @@ func (in *ingester) hardlink(hdr *tar.Header, p string) error {
 	if n.IsDir() || n.IsWhiteout() {
 		return fmt.Errorf("%w: hard link %q: target %q is a directory or whiteout", ErrInvalidTar, hdr.Name, hdr.Linkname)
 	}
+	if err := in.linkMeta(n, hdr); err != nil {
+		return fmt.Errorf("%w: hard link %q: %w", ErrInvalidTar, hdr.Name, err)
+	}
 	if target == p {
-		return nil // a link to itself changes nothing
+		return nil // a link to itself adds no entry
 	}
 	dir, base := path.Split(p)
 	parent, err := in.t.Mkdir(dir)
@@ -235,9 +238,30 @@ func (in *ingester) hardlink(hdr *tar.Header, p string) error {
 	return nil
 }
 
-// node builds the node of a non-link, non-whiteout entry, storing its
-// content.
-func (in *ingester) node(ctx context.Context, hdr *tar.Header, r io.Reader) (*tree.Node, error) {
+// linkMeta applies a hard link entry's owner, mode, mtime and xattrs to
+// the node it links to, as containers/storage's extraction does (the
+// entry's metadata lands on the shared inode; mode and mtime are left
+// alone on a symlink).
+func (in *ingester) linkMeta(n *tree.Node, hdr *tar.Header) error {
+	meta, err := in.meta(hdr)
+	if err != nil {
+		return err
+	}
+	n.UID, n.GID = meta.UID, meta.GID
+	if n.Type() != tree.TypeSymlink {
+		n.Mode = n.Type() | meta.Mode
+		n.Mtime = meta.Mtime
+	}
+	for _, x := range meta.Xattrs {
+		n.SetXattr(x.Name, x.Value)
+	}
+	n.SortXattrs()
+	return nil
+}
+
+// meta reads the type-independent metadata of an entry: permission
+// bits, mapped owner, mtime and xattrs.
+func (in *ingester) meta(hdr *tar.Header) (*tree.Node, error) {
 	n := &tree.Node{Mode: uint32(hdr.Mode) & 0o7777, Nlink: 1, Mtime: timeOf(hdr)}
 	if hdr.Uid < 0 || hdr.Gid < 0 || hdr.Uid > 1<<32-1 || hdr.Gid > 1<<32-1 {
 		return nil, fmt.Errorf("owner %d:%d out of range", hdr.Uid, hdr.Gid)
@@ -250,6 +274,16 @@ func (in *ingester) node(ctx context.Context, hdr *tar.Header, r io.Reader) (*tr
 		}
 	}
 	if err := setXattrs(n, hdr); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// node builds the node of a non-link, non-whiteout entry, storing its
+// content.
+func (in *ingester) node(ctx context.Context, hdr *tar.Header, r io.Reader) (*tree.Node, error) {
+	n, err := in.meta(hdr)
+	if err != nil {
 		return nil, err
 	}
 	switch hdr.Typeflag {

@@ -23,8 +23,10 @@ func TestIngestEntryTypes(t *testing.T) {
 	chr := entry{hdr: tar.Header{Name: "dev/null", Typeflag: tar.TypeChar, Mode: 0o666, Devmajor: 1, Devminor: 3}}
 	blk := entry{hdr: tar.Header{Name: "dev/sda", Typeflag: tar.TypeBlock, Mode: 0o660, Devmajor: 8, Devminor: 0}}
 	fifo := entry{hdr: tar.Header{Name: "run/fifo", Typeflag: tar.TypeFifo, Mode: 0o600}}
+	suLink := hardlink("bin/su2", "bin/su")
+	suLink.hdr.Mode = 0o4755
 	tr := ingest(t, m,
-		dir("bin/"), capEntry, suid, hardlink("bin/su2", "bin/su"),
+		dir("bin/"), capEntry, suid, suLink,
 		symlink("bin/sh", "/bin/bash"), reg("etc/tiny", "abc"), reg("etc/empty", ""),
 		chr, blk, fifo, reg(long, "long name body"),
 	)
@@ -268,4 +270,20 @@ func rawHeader(name string, typ byte, size int) []byte {
 	}
 	copy(h[148:], fmt.Sprintf("%06o\x00 ", sum))
 	return h
+}
+
+// A hard link entry's metadata lands on the inode it shares, as
+// containers/storage's extraction (and so the overlay driver) does.
+func TestIngestHardlinkMetadataWins(t *testing.T) {
+	link := hardlink("b", "a")
+	link.hdr.Mode, link.hdr.Uid = 0o600, 7
+	link.hdr.PAXRecords = map[string]string{"SCHILY.xattr.user.k": "v"}
+	tr := ingest(t, newMemContents(), reg("a", "content"), link)
+	a, _ := tr.Lookup("a")
+	if a.Mode != tree.TypeReg|0o600 || a.UID != 7 {
+		t.Fatalf("a = %o uid %d after link with mode 0600 uid 7", a.Mode, a.UID)
+	}
+	if v, ok := a.Xattr("user.k"); !ok || string(v) != "v" {
+		t.Fatalf("link xattr not applied: %q %v", v, ok)
+	}
 }

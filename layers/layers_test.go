@@ -67,7 +67,7 @@ func symlink(name, target string) entry {
 }
 
 func hardlink(name, target string) entry {
-	return entry{hdr: tar.Header{Name: name, Typeflag: tar.TypeLink, Linkname: target}}
+	return entry{hdr: tar.Header{Name: name, Typeflag: tar.TypeLink, Linkname: target, Mode: 0o644, ModTime: time.Unix(1700000000, 0)}}
 }
 
 func mkTar(t testing.TB, entries ...entry) []byte {

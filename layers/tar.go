@@ -75,7 +75,13 @@ func (w *tarWriter) entry(p string, n *tree.Node) error {
 		return nil
 	}
 	if first, ok := w.seen[n]; ok && !n.IsDir() {
-		hdr := &tar.Header{Name: p, Typeflag: tar.TypeLink, Linkname: first, ModTime: mtime(n)}
+		// A link header carries the inode's metadata, as tar writers
+		// record it (extraction applies it to the shared inode).
+		hdr, err := header(p, n)
+		if err != nil {
+			return err
+		}
+		hdr.Typeflag, hdr.Linkname, hdr.Size = tar.TypeLink, first, 0
 		if err := w.tw.WriteHeader(hdr); err != nil {
 			return fmt.Errorf("layers: write hard link %s: %w", p, err)
 		}
