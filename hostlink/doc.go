@@ -4,4 +4,57 @@
 // content a container layer needs into the object store, so that host and
 // containers share one inode and one page cache. The host repository is
 // never written and no host object's metadata is ever changed.
+//
+// # Repository reader
+//
+// OpenRepo reads the repository's config and accepts the modes whose file
+// objects are plain files: bare, bare-user and bare-user-only (archive
+// repositories compress their objects and are refused with
+// ErrUnsupportedMode). Objects live in objects/xx/<62 hex>.<type>; commit,
+// dirtree and dirmeta objects are GVariants (see the gvariant subpackage)
+// whose SHA-256 is their name, checked on every read. A file object's
+// logical metadata (what ostree checksums) comes from its stat and xattrs
+// in bare repositories, from its user.ostreemeta xattr in bare-user ones
+// (the object file itself is owned by the repository's user and a
+// symlink is a regular file holding its target), and from its stat with
+// uid and gid 0 in bare-user-only ones. ChecksumFile recomputes a file
+// object's name: SHA-256 over the header size (32-bit big-endian), four
+// zero bytes, the GVariant (uuuusa(ayay)) with uid, gid and mode
+// big-endian, then the content of a regular file.
+//
+// Which objects the host uses: Refs lists refs/heads and refs/remotes,
+// Deployments lists a sysroot's /ostree/deploy/*/deploy/<checksum>.<serial>
+// directories, and FileObjects gives the file objects reachable from any
+// set of commits (reading dirtrees only). Walk visits every path of a
+// commit in `ostree ls -R` order.
+//
+// Objects are opened O_RDONLY|O_NOATIME (falling back to O_RDONLY where
+// the process may not use O_NOATIME). Listing a directory and reading a
+// symlink are plain reads for which the kernel has no O_NOATIME.
+//
+// # Content index
+//
+// An Index answers "which host object has this content" for the
+// ingestion path. NewIndex runs a cheap pass: list objects/xx/ and stat
+// each *.file (no file opened), giving size → candidate objects. Lookup
+// hashes, lazily, only candidates of the asked size, with the caller's
+// HashFunc (the fs-verity digest in production) and SHA-256 in the same
+// read. Digests persist in CacheDir, which must be outside the host
+// repository:
+//
+//	digests-<hash name>.v1    fixed-size CRC'd records keyed by object
+//	                          name, appended under an flock on
+//	                          digests-<hash name>.lock, so no object is
+//	                          hashed twice, across processes either
+//	scan.v1                   the last cheap pass: a later one lists only
+//	                          the objects/xx directories whose mtime
+//	                          changed and stats only names it did not know
+//
+// Object names are content-addressed, so a cached digest stays valid while
+// the object exists; an entry is also checked against the object's size
+// and mtime, and entries for objects gone after `ostree prune` are dropped
+// when an Index is built (Rescan), while Lookup re-checks a match still
+// exists before returning it. The index matches content only; whoever
+// links the returned object should still verify the content digest while
+// linking, since a host object damaged in place keeps its name.
 package hostlink

@@ -39,75 +39,92 @@ func flipByte(t *testing.T, p string) {
 	}
 }
 
-func TestDamagedRepo(t *testing.T) {
-	type env struct {
-		r       *Repo
-		commit  Checksum
-		entries map[string]*Entry
-	}
-	walk := func(e *env) error {
-		return e.r.Walk(context.Background(), e.commit, func(*Entry) error { return nil })
-	}
-	tests := []struct {
+// damageEnv is what a damage case works on: a copy of a real repository
+// and its walked entries by path.
+type damageEnv struct {
+	r       *Repo
+	commit  Checksum
+	entries map[string]*Entry
+}
+
+// walkAll walks the commit of e, visiting nothing.
+func walkAll(e *damageEnv) error {
+	return e.r.Walk(context.Background(), e.commit, func(*Entry) error { return nil })
+}
+
+// damageCases damage a repository copy in one way each, and say which
+// operation must then fail, how, and naming what.
+func damageCases() []struct {
+	name    string
+	mode    string
+	damage  func(t *testing.T, e *damageEnv)
+	op      func(e *damageEnv) error
+	wantErr error
+	wantMsg string
+} {
+	return []struct {
 		name    string
 		mode    string
-		damage  func(t *testing.T, e *env)
-		op      func(e *env) error
+		damage  func(t *testing.T, e *damageEnv)
+		op      func(e *damageEnv) error
 		wantErr error
 		wantMsg string
 	}{
-		{"flipped dirtree", "bare", func(t *testing.T, e *env) {
+		{"flipped dirtree", "bare", func(t *testing.T, e *damageEnv) {
 			flipByte(t, e.r.ObjectPath(e.entries["/usr"].Checksum, ObjectDirTree))
-		}, walk, ErrCorrupt, "/usr"},
-		{"flipped dirmeta", "bare-user", func(t *testing.T, e *env) {
+		}, walkAll, ErrCorrupt, "/usr"},
+		{"flipped dirmeta", "bare-user", func(t *testing.T, e *damageEnv) {
 			flipByte(t, e.r.ObjectPath(e.entries["/home/user"].DirMeta, ObjectDirMeta))
-		}, walk, ErrCorrupt, "/home/user"},
-		{"flipped commit", "bare", func(t *testing.T, e *env) {
+		}, walkAll, ErrCorrupt, "/home/user"},
+		{"flipped commit", "bare", func(t *testing.T, e *damageEnv) {
 			flipByte(t, e.r.ObjectPath(e.commit, ObjectCommit))
-		}, walk, ErrCorrupt, e2s(ObjectCommit)},
-		{"flipped file content", "bare", func(t *testing.T, e *env) {
+		}, walkAll, ErrCorrupt, e2s(ObjectCommit)},
+		{"flipped file content", "bare", func(t *testing.T, e *damageEnv) {
 			flipByte(t, e.r.FileObjectPath(e.entries["/usr/bin/tool"].Checksum))
-		}, func(e *env) error {
-			if err := walk(e); err != nil { // metadata only: the walk still works
+		}, func(e *damageEnv) error {
+			if err := walkAll(e); err != nil { // metadata only: the walk still works
 				return fmt.Errorf("walk failed early: %w", err)
 			}
 			return e.r.VerifyFile(e.entries["/usr/bin/tool"].Checksum)
 		}, ErrCorrupt, "checksum to"},
-		{"changed owner", "bare", func(t *testing.T, e *env) {
+		{"changed owner", "bare", func(t *testing.T, e *damageEnv) {
 			if err := os.Lchown(e.r.FileObjectPath(e.entries["/etc/hostname"].Checksum), 7, 7); err != nil {
 				t.Fatal(err)
 			}
-		}, func(e *env) error { return e.r.VerifyFile(e.entries["/etc/hostname"].Checksum) }, ErrCorrupt, ""},
-		{"bad ostreemeta", "bare-user", func(t *testing.T, e *env) {
+		}, func(e *damageEnv) error { return e.r.VerifyFile(e.entries["/etc/hostname"].Checksum) }, ErrCorrupt, ""},
+		{"bad ostreemeta", "bare-user", func(t *testing.T, e *damageEnv) {
 			p := e.r.FileObjectPath(e.entries["/etc/shadow"].Checksum)
 			if err := unix.Lsetxattr(p, bareUserMetaXattr, []byte{1, 2, 3}, 0); err != nil {
 				t.Fatal(err)
 			}
-		}, walk, ErrCorrupt, "/etc/shadow"},
-		{"missing file object", "bare-user-only", func(t *testing.T, e *env) {
+		}, walkAll, ErrCorrupt, "/etc/shadow"},
+		{"missing file object", "bare-user-only", func(t *testing.T, e *damageEnv) {
 			if err := os.Remove(e.r.FileObjectPath(e.entries["/etc/hostname"].Checksum)); err != nil {
 				t.Fatal(err)
 			}
-		}, walk, ErrMissingObject, "/etc/hostname"},
-		{"missing dirtree", "bare", func(t *testing.T, e *env) {
+		}, walkAll, ErrMissingObject, "/etc/hostname"},
+		{"missing dirtree", "bare", func(t *testing.T, e *damageEnv) {
 			if err := os.Remove(e.r.ObjectPath(e.entries["/usr/bin"].Checksum, ObjectDirTree)); err != nil {
 				t.Fatal(err)
 			}
-		}, walk, ErrMissingObject, "/usr/bin"},
-		{"missing commit", "bare", func(t *testing.T, e *env) {
+		}, walkAll, ErrMissingObject, "/usr/bin"},
+		{"missing commit", "bare", func(t *testing.T, e *damageEnv) {
 			if err := os.Remove(e.r.ObjectPath(e.commit, ObjectCommit)); err != nil {
 				t.Fatal(err)
 			}
-		}, walk, ErrMissingObject, e2s(ObjectCommit)},
+		}, walkAll, ErrMissingObject, e2s(ObjectCommit)},
 	}
-	for _, tt := range tests {
+}
+
+func TestDamagedRepo(t *testing.T) {
+	for _, tt := range damageCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := makeRepo(t, tt.mode)
 			r, err := OpenRepo(copyRepo(t, tr.path))
 			if err != nil {
 				t.Fatal(err)
 			}
-			e := &env{r: r, commit: tr.commit, entries: map[string]*Entry{}}
+			e := &damageEnv{r: r, commit: tr.commit, entries: map[string]*Entry{}}
 			_, entries := walkLs(t, r, tr.commit)
 			for _, en := range entries {
 				e.entries[en.Path] = en
