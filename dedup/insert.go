@@ -135,10 +135,11 @@ func (in *Ingest) insert(ctx context.Context, r io.Reader, opts InsertOptions) (
 	if err != nil {
 		return Object{}, fmt.Errorf("read: %w", err)
 	}
+	sp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(sp)
 	if s.expectedPresent(opts) {
-		h.Write(buf)
-		if _, err := io.CopyBuffer(h, ctxReader{ctx, r}, buf); err != nil {
-			return Object{}, fmt.Errorf("read: %w", err)
+		if err := h.copyHashing(ctx, nil, buf, *sp, r); err != nil {
+			return Object{}, err
 		}
 		o, err := h.object(opts)
 		if err != nil {
@@ -151,12 +152,8 @@ func (in *Ingest) insert(ctx context.Context, r io.Reader, opts InsertOptions) (
 		return Object{}, err
 	}
 	defer tmp.discard()
-	w := io.MultiWriter(tmp.f, h)
-	if _, err := w.Write(buf); err != nil {
-		return Object{}, fmt.Errorf("write: %w", err)
-	}
-	if _, err := io.CopyBuffer(w, ctxReader{ctx, r}, buf); err != nil {
-		return Object{}, fmt.Errorf("copy: %w", err)
+	if err := h.copyHashing(ctx, tmp.f, buf, *sp, r); err != nil {
+		return Object{}, err
 	}
 	o, err := h.object(opts)
 	if err != nil {

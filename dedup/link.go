@@ -104,9 +104,13 @@ func (in *Ingest) insertFile(ctx context.Context, path string, mode LinkMode) (O
 		return Object{}, LinkResult{}, fmt.Errorf("%w: not a regular file", ErrLinkUnsupported)
 	}
 	h := newHashers(true)
-	bp := in.s.bufs.Get().(*[]byte)
-	_, err = io.CopyBuffer(h, ctxReader{ctx, src}, *bp)
+	bp, sp := in.s.bufs.Get().(*[]byte), in.s.bufs.Get().(*[]byte)
+	n, err := io.ReadFull(src, *bp)
+	if err == nil || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		err = h.copyHashing(ctx, nil, (*bp)[:n], *sp, src)
+	}
 	in.s.bufs.Put(bp)
+	in.s.bufs.Put(sp)
 	if err != nil {
 		return Object{}, LinkResult{}, fmt.Errorf("read: %w", err)
 	}

@@ -46,7 +46,7 @@ func content(seed uint64, n int) []byte {
 func TestInsertSizes(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t, Options{SmallThreshold: 8192})
-	for _, n := range []int{0, 1, 4095, 4096, 8191, 8192, 8193, 100_000} {
+	for _, n := range []int{0, 1, 4095, 4096, 8191, 8192, 8193, 100_000, 1<<20 + 5} {
 		data := content(uint64(n), n)
 		o, err := s.Insert(ctx, iotest.HalfReader(bytes.NewReader(data)), InsertOptions{})
 		if err != nil {
