@@ -96,12 +96,9 @@ func (s *Store) Fsck(ctx context.Context, opts FsckOptions) (FsckReport, error) 
 	if err := ctx.Err(); err != nil {
 		return rep, fmt.Errorf("dedup: fsck: %w", err)
 	}
-	for d, layers := range users {
-		if !s.Has(d) {
-			rep.Missing = append(rep.Missing, Problem{Digest: d, Layers: layers, Detail: "absent"})
-		}
+	if err := s.findMissing(users, &rep); err != nil {
+		return rep, fmt.Errorf("dedup: fsck: %w", err)
 	}
-	sortProblems(rep.Missing)
 	sortProblems(rep.Corrupt)
 	if opts.Repair && len(rep.Corrupt) > 0 {
 		if err := s.quarantine(ctx, &rep); err != nil {
@@ -109,6 +106,33 @@ func (s *Store) Fsck(ctx context.Context, opts FsckOptions) (FsckReport, error) 
 		}
 	}
 	return rep, nil
+}
+
+// findMissing reports referenced objects that are absent. Candidates are
+// confirmed against a fresh read of the refs, so that a layer dropped and
+// collected while fsck ran is not reported.
+func (s *Store) findMissing(users map[Digest][]string, rep *FsckReport) error {
+	var absent []Digest
+	for d := range users {
+		if !s.Has(d) {
+			absent = append(absent, d)
+		}
+	}
+	if len(absent) == 0 {
+		return nil
+	}
+	var scratch FsckReport
+	fresh, err := s.usersByDigest(&scratch)
+	if err != nil {
+		return err
+	}
+	for _, d := range absent {
+		if layers, ok := fresh[d]; ok && !s.Has(d) {
+			rep.Missing = append(rep.Missing, Problem{Digest: d, Layers: layers, Detail: "absent"})
+		}
+	}
+	sortProblems(rep.Missing)
+	return nil
 }
 
 func sortProblems(ps []Problem) {

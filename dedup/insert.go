@@ -175,28 +175,37 @@ func (s *Store) expectedPresent(opts InsertOptions) bool {
 	return false
 }
 
-// finish makes o live: it records o in the session's pending set and,
-// if the object is absent, links it into place from tmp (or writes data
-// to a new temporary file first). The work that may be slow (writing and
+// finish makes o live: if the object is absent it links it into place
+// from tmp (or writes data to a new temporary file first), then records
+// o in the session's pending set. The work that may be slow (writing and
 // syncing data) happens before the store lock is taken, unless the object
 // vanished in between.
 func (in *Ingest) finish(ctx context.Context, o Object, tmp *tempFile, data []byte, mode LinkMode) (Object, error) {
 	s := in.s
-	if tmp == nil && data != nil && !s.Has(o.Digest) {
-		t, err := s.writeTemp(data)
-		if err != nil {
-			return o, err
+	if !s.Has(o.Digest) {
+		if tmp == nil && data != nil {
+			t, err := s.writeTemp(data)
+			if err != nil {
+				return o, err
+			}
+			defer t.discard()
+			tmp = t
 		}
-		defer t.discard()
-		tmp = t
+		if tmp != nil {
+			if err := s.sealTemp(tmp, o.Digest); err != nil {
+				return o, err
+			}
+		}
 	}
 	unlock, err := s.lockStore(ctx, unix.LOCK_SH)
 	if err != nil {
 		return o, err
 	}
-	err = in.pin(o.Digest)
+	// Under the lock the order of placing and pinning does not matter to
+	// GC; pinning second keeps a failed insert out of the session's refs.
+	o.Existed, err = in.place(o, tmp, data)
 	if err == nil {
-		o.Existed, err = in.place(o, tmp, data)
+		err = in.pin(o.Digest)
 	}
 	if err == nil && o.SHA256 != (SHA256{}) {
 		err = s.indexSHA256(o.SHA256, o.Digest)
@@ -237,8 +246,9 @@ func (in *Ingest) place(o Object, tmp *tempFile, data []byte) (bool, error) {
 // tempFile is content being written: an unnamed O_TMPFILE file in the
 // staging directory, or, where O_TMPFILE is unsupported, a named one.
 type tempFile struct {
-	f    *os.File
-	name string // "" for O_TMPFILE
+	f      *os.File
+	name   string // "" for O_TMPFILE
+	sealed bool   // synced and, if configured, fs-verity enabled
 }
 
 // createTemp creates an empty temporary file in staging, mode 0644.
@@ -298,18 +308,32 @@ func (t *tempFile) discard() {
 	}
 }
 
-// linkTemp syncs the temporary file per policy, enables fs-verity when
-// configured, and links it under d's final name. It reports false when
-// another writer linked the same object first (the content is then the
-// same, by construction of the name).
-func (s *Store) linkTemp(t *tempFile, d Digest) (bool, error) {
+// sealTemp syncs the temporary file per policy and enables fs-verity
+// when configured, once: callers do it before taking the store lock, so
+// that the lock is not held across a sync.
+func (s *Store) sealTemp(t *tempFile, d Digest) error {
+	if t.sealed {
+		return nil
+	}
 	if err := s.syncFile(t.f); err != nil {
-		return false, fmt.Errorf("sync object %s: %w", d, err)
+		return fmt.Errorf("sync object %s: %w", d, err)
 	}
 	if s.verity {
 		if err := t.enableVerity(); err != nil {
-			return false, fmt.Errorf("object %s: %w", d, err)
+			return fmt.Errorf("object %s: %w", d, err)
 		}
+	}
+	t.sealed = true
+	return nil
+}
+
+// linkTemp seals the temporary file (see sealTemp) and links it under
+// d's final name. It reports false when
+// another writer linked the same object first (the content is then the
+// same, by construction of the name).
+func (s *Store) linkTemp(t *tempFile, d Digest) (bool, error) {
+	if err := s.sealTemp(t, d); err != nil {
+		return false, err
 	}
 	final := s.Path(d)
 	err := s.linkObject(d, func(final string) error {

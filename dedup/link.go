@@ -164,7 +164,7 @@ func (in *Ingest) linkIn(ctx context.Context, o Object, src *os.File, st *unix.S
 		var res Object
 		var err error
 		if m == LinkHardlink {
-			res, err = in.hardlink(ctx, o, src)
+			res, err = in.hardlink(ctx, o, src, st)
 		} else {
 			res, err = in.cloneOrCopy(ctx, o, src, st, m)
 		}
@@ -185,8 +185,9 @@ func (in *Ingest) linkIn(ctx context.Context, o Object, src *os.File, st *unix.S
 
 // hardlink links the source inode itself under the object's name, under
 // the store lock. The link goes through /proc/self/fd, so it is the inode
-// that was hashed, even if path was replaced meanwhile.
-func (in *Ingest) hardlink(ctx context.Context, o Object, src *os.File) (Object, error) {
+// that was hashed, even if path was replaced meanwhile; a source whose
+// size or mtime changed since before is unlinked again (ErrSourceChanged).
+func (in *Ingest) hardlink(ctx context.Context, o Object, src *os.File, before *unix.Stat_t) (Object, error) {
 	s := in.s
 	if s.verity {
 		d, err := fsverity.Measure(src.Fd())
@@ -199,13 +200,10 @@ func (in *Ingest) hardlink(ctx context.Context, o Object, src *os.File) (Object,
 		return o, err
 	}
 	defer unlock()
-	if err := in.pin(o.Digest); err != nil {
-		return o, err
-	}
 	if s.Has(o.Digest) {
 		o.Existed = true
 		s.ctr.record(o, LinkNone)
-		return o, nil
+		return o, in.pin(o.Digest)
 	}
 	final := s.Path(o.Digest)
 	procPath := "/proc/self/fd/" + strconv.Itoa(int(src.Fd()))
@@ -216,25 +214,25 @@ func (in *Ingest) hardlink(ctx context.Context, o Object, src *os.File) (Object,
 	case err == unix.EEXIST:
 		o.Existed = true
 		s.ctr.record(o, LinkNone)
-		return o, nil
+		return o, in.pin(o.Digest)
 	case err == unix.EXDEV || err == unix.EPERM || err == unix.EACCES || err == unix.EMLINK ||
-		err == unix.EOPNOTSUPP || err == unix.EROFS:
+		err == unix.EOPNOTSUPP || err == unix.EROFS || err == unix.ENOENT:
+		// ENOENT: the source was unlinked since it was opened.
 		return o, fmt.Errorf("%w: %w", ErrLinkUnsupported, err)
 	case err != nil:
 		return o, fmt.Errorf("hard link: %w", err)
 	}
-	var st unix.Stat_t
-	if err := unix.Stat(final, &st); err != nil {
-		return o, fmt.Errorf("hard link: %w", err)
-	}
-	if st.Size != o.Size {
+	if err := unchanged(src, before); err != nil {
 		os.Remove(final)
-		return o, ErrSourceChanged
+		return o, err
 	}
 	if s.opts.Sync == SyncEvery {
 		if err := s.syncDir(filepath.Dir(final)); err != nil {
 			return o, err
 		}
+	}
+	if err := in.pin(o.Digest); err != nil {
+		return o, err
 	}
 	if err := s.indexSHA256(o.SHA256, o.Digest); err != nil {
 		return o, err

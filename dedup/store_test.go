@@ -448,3 +448,47 @@ func TestParseIndexSkipsDamage(t *testing.T) {
 		t.Fatalf("parsed %v, want %v", got, want)
 	}
 }
+
+func TestParseModes(t *testing.T) {
+	for _, m := range []VerityMode{VerityOff, VerityAuto, VerityRequire} {
+		if got, err := ParseVerityMode(m.String()); err != nil || got != m {
+			t.Errorf("ParseVerityMode(%q) = %v, %v", m, got, err)
+		}
+	}
+	for _, m := range []SyncMode{SyncCommit, SyncEvery, SyncNever} {
+		if got, err := ParseSyncMode(m.String()); err != nil || got != m {
+			t.Errorf("ParseSyncMode(%q) = %v, %v", m, got, err)
+		}
+	}
+	if _, err := ParseVerityMode("yes"); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("ParseVerityMode(yes): %v", err)
+	}
+	if _, err := ParseSyncMode(""); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("ParseSyncMode(empty): %v", err)
+	}
+}
+
+// TestFailedInsertNotPinned: an insert that fails must not end up in the
+// session's refs (Commit would register an absent object).
+func TestFailedInsertNotPinned(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, Options{SmallThreshold: 4096})
+	in, _ := s.BeginIngest(ctx)
+	data := content(5, 10_000)
+	wrong := Digest{1}
+	if _, err := in.Insert(ctx, bytes.NewReader(data), InsertOptions{Digest: &wrong}); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatal(err)
+	}
+	if _, _, err := in.InsertFile(ctx, "/nonexistent", LinkAuto); err == nil {
+		t.Fatal("InsertFile of a missing file succeeded")
+	}
+	if len(in.Digests()) != 0 {
+		t.Fatalf("failed inserts pinned %v", in.Digests())
+	}
+	if err := in.Commit(ctx, "empty"); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := s.Fsck(ctx, FsckOptions{}); err != nil || !rep.Clean() {
+		t.Fatalf("fsck %+v %v", rep, err)
+	}
+}

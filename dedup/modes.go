@@ -1,0 +1,52 @@
+package dedup
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// ErrInvalidOption: an option string is not one of the accepted values.
+var ErrInvalidOption = errors.New("dedup: invalid option value")
+
+var verityNames = [...]string{"off", "auto", "require"}
+
+// String returns "off", "auto" or "require".
+func (m VerityMode) String() string {
+	if m >= 0 && int(m) < len(verityNames) {
+		return verityNames[m]
+	}
+	return "VerityMode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// ParseVerityMode parses "off", "auto" or "require" (as in a driver
+// option verity=auto). Other values give ErrInvalidOption.
+func ParseVerityMode(s string) (VerityMode, error) {
+	for i, n := range verityNames {
+		if s == n {
+			return VerityMode(i), nil
+		}
+	}
+	return VerityOff, fmt.Errorf("%w: verity=%q (want off, auto or require)", ErrInvalidOption, s)
+}
+
+var syncNames = [...]string{"commit", "every", "never"}
+
+// String returns "commit", "every" or "never".
+func (m SyncMode) String() string {
+	if m >= 0 && int(m) < len(syncNames) {
+		return syncNames[m]
+	}
+	return "SyncMode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// ParseSyncMode parses "commit", "every" or "never". Other values give
+// ErrInvalidOption.
+func ParseSyncMode(s string) (SyncMode, error) {
+	for i, n := range syncNames {
+		if s == n {
+			return SyncMode(i), nil
+		}
+	}
+	return SyncCommit, fmt.Errorf("%w: sync=%q (want commit, every or never)", ErrInvalidOption, s)
+}
