@@ -35,6 +35,9 @@ type core struct {
 
 	mu     sync.Mutex
 	mounts map[string]*mountState
+	// removed is set when a layer's refs were dropped: close then
+	// collects the objects no layer uses any more.
+	removed bool
 }
 
 // newCore opens (creating if needed) the driver's home and object store
@@ -93,8 +96,18 @@ func (d *core) recover() error {
 	return nil
 }
 
+// close unmounts what this process mounted, collects the objects of
+// layers removed in this process, and closes the store.
 func (d *core) close() error {
 	err := d.cleanup()
+	d.mu.Lock()
+	removed := d.removed
+	d.mu.Unlock()
+	if removed && err == nil {
+		if _, gerr := d.objects.GC(context.Background()); gerr != nil {
+			err = fmt.Errorf("cfs: collect unused objects: %w", gerr)
+		}
+	}
 	if cerr := d.objects.Close(); err == nil {
 		err = cerr
 	}
@@ -175,29 +188,11 @@ func (d *core) seal(ctx context.Context, id string) error {
 			return fmt.Errorf("cfs: seal %s: %w", id, err)
 		}
 	}
-	diff, err := layers.FromUpper(ctx, d.upperDir(id), lower, d.contents(), d.ingestOptions(nil))
+	_, err = d.commitLayer(ctx, id, m, func(contents layers.Contents) (*tree.Tree, error) {
+		return layers.FromUpper(ctx, d.upperDir(id), lower, contents, d.ingestOptions(nil))
+	})
 	if err != nil {
 		return fmt.Errorf("cfs: seal %s: %w", id, err)
-	}
-	return d.commitDiff(id, m, diff)
-}
-
-// commitDiff writes diff as the layer's image and marks it sealed; the
-// upper directory goes once nothing has it mounted.
-func (d *core) commitDiff(id string, m layerMeta, diff *tree.Tree) error {
-	if err := writeImage(d.diffImage(id), diff); err != nil {
-		return fmt.Errorf("cfs: seal %s: %w", id, err)
-	}
-	m.Sealed = true
-	if err := d.writeMeta(d.layerDir(id), m); err != nil {
-		return fmt.Errorf("cfs: seal %s: %w", id, err)
-	}
-	d.mu.Lock()
-	_, mounted := d.mounts[id]
-	d.mu.Unlock()
-	if !mounted {
-		os.RemoveAll(d.upperDir(id))
-		os.RemoveAll(d.workDir(id))
 	}
 	return nil
 }
@@ -215,19 +210,78 @@ func (d *core) applyDiff(ctx context.Context, id string, r io.Reader, mapIDs lay
 	if names, err := readDirNames(d.upperDir(id)); err != nil || len(names) > 0 {
 		return 0, fmt.Errorf("cfs: apply diff to %s: the layer already has content (%d entries, %v)", id, len(names), err)
 	}
-	diff, stats, err := layers.Ingest(ctx, r, d.contents(), d.ingestOptions(mapIDs))
+	diff, err := d.commitLayer(ctx, id, m, func(contents layers.Contents) (*tree.Tree, error) {
+		t, stats, err := layers.Ingest(ctx, r, contents, d.ingestOptions(mapIDs))
+		if err == nil && !stats.RootEntry {
+			err = rootFromDir(t.Root, d.upperDir(id))
+		}
+		return t, err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("cfs: apply diff to %s: %w", id, err)
 	}
-	if !stats.RootEntry {
-		if err := rootFromDir(diff.Root, d.upperDir(id)); err != nil {
-			return 0, fmt.Errorf("cfs: apply diff to %s: %w", id, err)
-		}
-	}
-	if err := d.commitDiff(id, m, diff); err != nil {
-		return 0, err
-	}
 	return layers.DiffSize(diff), nil
+}
+
+// commitLayer builds a layer's diff tree with build, storing contents in
+// one ingest session, writes it as the layer's image, registers the
+// objects it uses as the layer's refs and marks the layer sealed. Until
+// the refs are committed the session pins the objects against GC; a crash
+// before that leaves the layer unsealed and the objects collectable.
+func (d *core) commitLayer(ctx context.Context, id string, m layerMeta, build func(layers.Contents) (*tree.Tree, error)) (*tree.Tree, error) {
+	in, err := d.objects.BeginIngest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			in.Abort()
+		}
+	}()
+	diff, err := build(ingestContents{in})
+	if err != nil {
+		return nil, err
+	}
+	if err := pinTree(ctx, in, diff); err != nil {
+		return nil, err
+	}
+	if err := writeImage(d.diffImage(id), diff); err != nil {
+		return nil, err
+	}
+	if err := in.Commit(ctx, id); err != nil {
+		return nil, fmt.Errorf("register objects: %w", err)
+	}
+	committed = true
+	m.Sealed = true
+	if err := d.writeMeta(d.layerDir(id), m); err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	_, mounted := d.mounts[id]
+	d.mu.Unlock()
+	if !mounted {
+		os.RemoveAll(d.upperDir(id))
+		os.RemoveAll(d.workDir(id))
+	}
+	return diff, nil
+}
+
+// pinTree pins every object t uses in the session, including those it
+// did not insert (a metacopy file reuses its lower file's object).
+func pinTree(ctx context.Context, in *dedup.Ingest, t *tree.Tree) error {
+	return t.Walk(func(p string, e tree.Dirent) error {
+		if e.HardLink || !e.Node.IsExternal() {
+			return nil
+		}
+		if e.Node.Digest == nil {
+			return fmt.Errorf("%s: external file without a digest", p)
+		}
+		if err := in.Ref(ctx, *e.Node.Digest); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		return nil
+	})
 }
 
 // rootFromDir gives n the mode and owner of the directory dir.
@@ -269,6 +323,13 @@ func (d *core) remove(id string) (func() error, error) {
 	if err := os.Rename(d.flatImage(id), filepath.Join(trash, "image")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return cleanup, fmt.Errorf("cfs: remove %s: %w", id, err)
 	}
+	// A layer that was never sealed registered no refs.
+	if err := d.objects.DropRefs(context.Background(), id); err != nil && !errors.Is(err, dedup.ErrNotFound) {
+		return cleanup, fmt.Errorf("cfs: remove %s: drop object refs: %w", id, err)
+	}
+	d.mu.Lock()
+	d.removed = true
+	d.mu.Unlock()
 	return cleanup, nil
 }
 

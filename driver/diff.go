@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/cfs-storage/cfs-storage/dedup"
 	"github.com/cfs-storage/cfs-storage/layers"
 	"github.com/cfs-storage/cfs-storage/layers/tree"
 )
@@ -15,18 +16,37 @@ import (
 // diff writes layer id's own changes as a tar. parent must be the layer's
 // parent: the diff of a layer is relative to its chain.
 func (d *core) diff(ctx context.Context, id, parent string) (io.ReadCloser, error) {
-	t, m, err := d.diffTree(ctx, id, d.contents())
+	t, session, err := d.readableDiffTree(ctx, id, parent)
 	if err != nil {
 		return nil, err
 	}
-	if parent != m.Parent {
-		return nil, fmt.Errorf("cfs: diff of %s against %q: only its parent %q is supported", id, parent, m.Parent)
-	}
 	pr, pw := io.Pipe()
 	go func() {
-		pw.CloseWithError(layers.WriteTar(ctx, pw, t, d.openContent))
+		err := layers.WriteTar(ctx, pw, t, d.openContent)
+		session.Abort()
+		pw.CloseWithError(err)
 	}()
 	return pr, nil
+}
+
+// readableDiffTree returns layer id's own tree with every content it uses
+// in the object store. A writable layer's new contents are stored for the
+// occasion, pinned by the returned session until its Abort (afterwards
+// they are collectable unless a layer uses them).
+func (d *core) readableDiffTree(ctx context.Context, id, parent string) (*tree.Tree, *dedup.Ingest, error) {
+	session, err := d.objects.BeginIngest(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, m, err := d.diffTree(ctx, id, ingestContents{session})
+	if err == nil && parent != m.Parent {
+		err = fmt.Errorf("cfs: diff of %s against %q: only its parent %q is supported", id, parent, m.Parent)
+	}
+	if err != nil {
+		session.Abort()
+		return nil, nil, err
+	}
+	return t, session, nil
 }
 
 // openContent opens the object holding an external file's content.
@@ -66,16 +86,21 @@ func (d *core) diffSize(ctx context.Context, id string) (int64, error) {
 // fileGetter serves a layer's file contents by path, for tar-split to
 // reassemble the layer's original tar.
 type fileGetter struct {
-	d *core
-	t *tree.Tree
+	d       *core
+	t       *tree.Tree
+	session *dedup.Ingest
 }
 
 func (d *core) fileGetter(ctx context.Context, id string) (*fileGetter, error) {
-	t, _, err := d.diffTree(ctx, id, d.contents())
+	m, err := d.readMeta(id)
 	if err != nil {
 		return nil, err
 	}
-	return &fileGetter{d: d, t: t}, nil
+	t, session, err := d.readableDiffTree(ctx, id, m.Parent)
+	if err != nil {
+		return nil, err
+	}
+	return &fileGetter{d: d, t: t, session: session}, nil
 }
 
 // Get returns the content of the regular file at path in the layer.
@@ -97,8 +122,8 @@ func (g *fileGetter) Get(path string) (io.ReadCloser, error) {
 	return g.d.openContent(n)
 }
 
-// Close releases nothing: the getter holds no descriptors.
-func (g *fileGetter) Close() error { return nil }
+// Close ends the getter's ingest session.
+func (g *fileGetter) Close() error { return g.session.Abort() }
 
 // createFromTemplate makes layer id on parent with the same content as
 // layer template. The new layer is sealed: it shares the template's diff
@@ -133,10 +158,18 @@ func (d *core) createFromTemplate(ctx context.Context, id, template, parent stri
 	if err != nil {
 		return fmt.Errorf("cfs: create %s from %s: %w", id, template, err)
 	}
+	refs, err := d.objects.Refs(template)
+	if err == nil {
+		err = d.objects.SetRefs(ctx, id, refs)
+	}
+	if err != nil {
+		return fmt.Errorf("cfs: create %s from %s: object refs: %w", id, template, err)
+	}
 	if err := d.writeMeta(tmp, layerMeta{Parent: parent, Sealed: true}); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, d.layerDir(id)); err != nil {
+		d.objects.DropRefs(ctx, id)
 		return fmt.Errorf("cfs: create %s from %s: %w", id, template, err)
 	}
 	return syncDir(filepath.Join(d.home, "layers"))

@@ -16,14 +16,13 @@ import (
 	"github.com/cfs-storage/cfs-storage/layers/tree"
 )
 
-// storeContents puts layer contents into the object store.
-type storeContents struct{ objects *dedup.Store }
-
-func (d *core) contents() layers.Contents { return storeContents{d.objects} }
+// ingestContents puts layer contents into the object store, pinned by
+// an ingest session until the layer's refs are committed.
+type ingestContents struct{ in *dedup.Ingest }
 
 // Put implements layers.Contents.
-func (s storeContents) Put(ctx context.Context, r io.Reader, size int64) (layers.Object, error) {
-	obj, err := s.objects.Insert(ctx, io.LimitReader(r, size), dedup.InsertOptions{})
+func (s ingestContents) Put(ctx context.Context, r io.Reader, size int64) (layers.Object, error) {
+	obj, err := s.in.Insert(ctx, io.LimitReader(r, size), dedup.InsertOptions{})
 	if err != nil {
 		return layers.Object{}, err
 	}
