@@ -1,57 +1,32 @@
 // Command cfs-storage is the command-line tool of the cfs storage driver:
-// container storage with composefs layers over one shared object store.
+// podman's storage and image libraries with the cfs driver linked in.
+// main only wires the commands; the work lives in internal packages.
 package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"go.podman.io/storage/pkg/reexec"
+
+	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/app"
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/selfcheck"
 )
 
-// command is one subcommand: its one-line help and what it runs.
-type command struct {
-	help string
-	run  func(ctx context.Context, args []string) error
-}
-
-func commands() map[string]command {
-	return map[string]command{
-		"selfcheck": {
-			help: "check that this machine has what the cfs driver needs",
-			run: func(ctx context.Context, args []string) error {
-				return selfcheck.Run(ctx, os.Stdout, os.TempDir())
-			},
-		},
-	}
-}
-
-func usage(cmds map[string]command) {
-	fmt.Fprintln(os.Stderr, "usage: cfs-storage COMMAND [ARGS...]\n\ncommands:")
-	for name, c := range cmds {
-		fmt.Fprintf(os.Stderr, "  %-12s %s\n", name, c.help)
+func commands() []app.Command {
+	return []app.Command{
+		selfcheck.Command(),
 	}
 }
 
 func main() {
+	if reexec.Init() {
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cmds := commands()
-	if len(os.Args) < 2 {
-		usage(cmds)
-		os.Exit(2)
-	}
-	c, ok := cmds[os.Args[1]]
-	if !ok {
-		fmt.Fprintf(os.Stderr, "cfs-storage: unknown command %q\n", os.Args[1])
-		usage(cmds)
-		os.Exit(2)
-	}
-	if err := c.run(ctx, os.Args[2:]); err != nil {
-		fmt.Fprintf(os.Stderr, "Error: %v\n", err)
-		os.Exit(1)
-	}
+	code := app.Main(ctx, os.Args[1:], commands(), os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }

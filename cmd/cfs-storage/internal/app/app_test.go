@@ -1,0 +1,63 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestMainDispatchAndExitCodes(t *testing.T) {
+	var got []string
+	cmds := []Command{
+		{Name: "ok", Run: func(ctx context.Context, g *Globals, args []string) error {
+			got = append([]string{g.Root, g.Driver}, append(g.StorageOpts, args...)...)
+			return nil
+		}},
+		{Name: "fail", Run: func(context.Context, *Globals, []string) error { return errors.New("boom") }},
+		{Name: "exit7", Run: func(context.Context, *Globals, []string) error { return ExitError{Code: 7} }},
+	}
+	var stdout, stderr bytes.Buffer
+	args := []string{"--root", "/r", "--storage-driver", "vfs", "--storage-opt", "a=1", "--storage-opt", "b=2", "ok", "x", "--y"}
+	if code := Main(context.Background(), args, cmds, &stdout, &stderr); code != 0 {
+		t.Fatalf("ok: exit %d: %s", code, stderr.String())
+	}
+	if want := []string{"/r", "vfs", "a=1", "b=2", "x", "--y"}; !slices.Equal(got, want) {
+		t.Errorf("command saw %v, want %v", got, want)
+	}
+	if code := Main(context.Background(), []string{"fail"}, cmds, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "Error: boom") {
+		t.Errorf("fail: exit %d, stderr %q", code, stderr.String())
+	}
+	if code := Main(context.Background(), []string{"exit7"}, cmds, &stdout, &stderr); code != 7 {
+		t.Errorf("exit7: exit %d", code)
+	}
+	if code := Main(context.Background(), []string{"nope"}, cmds, &stdout, &stderr); code != 2 {
+		t.Errorf("unknown command: exit %d", code)
+	}
+}
+
+func TestStoreOptionsFromConfAndFlags(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "storage.conf")
+	os.WriteFile(conf, []byte("[storage]\ndriver = \"cfs\"\ngraphroot = \"/conf/root\"\nrunroot = \"/conf/run\"\n"), 0o644)
+	t.Setenv("CONTAINERS_STORAGE_CONF", conf)
+	g := &Globals{}
+	opts, err := g.StoreOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.GraphDriverName != "cfs" || opts.GraphRoot != "/conf/root" || opts.RunRoot != "/conf/run" {
+		t.Fatalf("storage.conf not honoured: %+v", opts)
+	}
+	g = &Globals{Root: "/flag/root", Driver: "overlay", StorageOpts: []string{"overlay.mountopt=nodev"}}
+	opts, err = g.StoreOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.GraphDriverName != "overlay" || opts.GraphRoot != "/flag/root" || opts.RunRoot != "/conf/run" || !slices.Equal(opts.GraphDriverOptions, []string{"overlay.mountopt=nodev"}) {
+		t.Fatalf("flags did not override storage.conf: %+v", opts)
+	}
+}
