@@ -214,7 +214,7 @@ func (p *parser) parseXattrs(n *tree.Node, xs []byte) error {
 		if len(key) == 0 || len(key) > 255 || len(value) > MaxXattrValue {
 			return p.errf("Can't set xattr %q: key or value size out of range", key[:min(len(key), 64)])
 		}
-		if !setBudgeted(n, string(key), bytes.Clone(value), &budget) {
+		if !setBudgeted(n, p.internKey(key), p.internValue(value), &budget) {
 			return p.errf("Can't set xattr %q: too many xattrs", key[:min(len(key), 64)])
 		}
 	}
@@ -243,4 +243,32 @@ func setBudgeted(n *tree.Node, key string, value []byte, budget *uint64) bool {
 	*budget += cost
 	n.Xattrs = append(n.Xattrs, tree.Xattr{Name: key, Value: value})
 	return true
+}
+
+// internKey returns key as a string shared by all nodes with that key.
+func (p *parser) internKey(key []byte) string {
+	if s, ok := p.keys[string(key)]; ok {
+		return s
+	}
+	s := string(key)
+	p.keys[s] = s
+	return s
+}
+
+// maxInterned bounds the xattr values shared between nodes (labels and
+// other small repeated values); longer ones are copied per node.
+const maxInterned = 128
+
+// internValue returns a copy of value, shared between nodes for small
+// values. Values are never modified, so sharing is safe.
+func (p *parser) internValue(value []byte) []byte {
+	if len(value) > maxInterned {
+		return bytes.Clone(value)
+	}
+	if v, ok := p.values[string(value)]; ok {
+		return v
+	}
+	v := append([]byte{}, value...)
+	p.values[string(v)] = v
+	return v
 }

@@ -75,7 +75,8 @@ const (
 // HardLink set pointing at their final target's node. Errors are
 // *ParseError values wrapping ErrInvalid, or read errors.
 func Parse(r io.Reader, opts Options) (*tree.Tree, error) {
-	p := &parser{opts: opts, links: make(map[*tree.Node]*pendingLink)}
+	p := &parser{opts: opts, links: make(map[*tree.Node]*pendingLink),
+		keys: make(map[string]string), values: make(map[string][]byte)}
 	br := bufio.NewReaderSize(r, 64<<10)
 	var long []byte
 	for {
@@ -131,6 +132,8 @@ type parser struct {
 	order   []*tree.Node                // placeholders in input order
 	lastDir []byte                      // path of the last parent looked up
 	lastDN  *tree.Node
+	keys    map[string]string // interned xattr keys
+	values  map[string][]byte // interned small xattr values
 }
 
 func (p *parser) errf(format string, args ...any) error {

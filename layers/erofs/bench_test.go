@@ -87,11 +87,14 @@ func benchBuild(b *testing.B, entries int, build func()) {
 	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
 }
 
-// peakHeap runs f once after a GC and returns the highest live heap
-// (heap object bytes) sampled while it ran.
+// peakHeap runs f once after a GC and returns the highest heap (object
+// bytes, live or not yet collected) sampled while it ran, minus the heap
+// before it started: the build's own peak, without the benchmark's input.
 func peakHeap(f func()) uint64 {
 	runtime.GC()
 	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(sample)
+	base := sample[0].Value.Uint64()
 	var peak uint64
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -113,5 +116,5 @@ func peakHeap(f func()) uint64 {
 	f()
 	close(done)
 	wg.Wait()
-	return peak
+	return peak - min(base, peak)
 }

@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/cfs-storage/cfs-storage/layers/dumpfile"
+	"github.com/cfs-storage/cfs-storage/layers/tree"
 )
 
 // fsverityDigest is a test-only fs-verity sha256 digest (4096-byte blocks,
@@ -145,6 +148,25 @@ func TestWriteDeterministic(t *testing.T) {
 		}
 		if !bytes.Equal(img1, img2.Bytes()) {
 			t.Errorf("%s: second write differs (tree modified by Write?)", ex.name)
+		}
+	}
+}
+
+// TestWriteLeavesTreeAlone checks that Write does not modify its input
+// (escaping, sorting and overlay xattrs live in the writer's own state).
+func TestWriteLeavesTreeAlone(t *testing.T) {
+	mt, _ := mountTree(t)
+	for name, tr := range map[string]*tree.Tree{"sample": sampleTree(t), "mount": mt} {
+		var before, after bytes.Buffer
+		if err := dumpfile.Write(&before, tr); err != nil {
+			t.Fatal(err)
+		}
+		_ = writeImage(t, tr, DefaultOptions())
+		if err := dumpfile.Write(&after, tr); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(before.Bytes(), after.Bytes()) {
+			t.Errorf("%s: tree changed by Write:\n%s\n---\n%s", name, before.Bytes(), after.Bytes())
 		}
 	}
 }

@@ -11,30 +11,55 @@ import (
 type inode struct {
 	src    *tree.Node
 	parent *inode
-	ents   []dirent // directories: all entries in name order, "." and ".." included
+	ents   []dirent     // directories: all entries in name order, "." and ".." included
+	xattrs []tree.Xattr // after the rewrite; aliases src.Xattrs until ownXattrs
+	budget uint64       // lcfs xattr budget counter (§6.6)
+	size   uint64       // the stored size (dumpfile SIZE for devices, FIFOs, sockets)
+	pos    int64        // byte offset of the inode (nid = pos/32)
 
-	// Metadata after the rewrite.
-	mode   uint32
-	size   uint64 // the stored size (dumpfile SIZE for devices, FIFOs, sockets)
-	nlink  uint32
-	rdev   uint32
-	xattrs []tree.Xattr
-	budget uint64 // lcfs xattr budget counter (§6.6)
+	mode, nlink, rdev uint32 // after the rewrite
+	ino               uint32
+	blkaddr           uint32
+	nBlocks           uint32
+	tail              int32
+	xattrSize         int32
+	nGroups           int32  // directories: number of dirent groups
+	sharedMask        uint64 // bit i: xattr i is a shared reference (i < 64)
+	sharedMore        []bool // the same for nodes with more than 64 xattrs
+	chunkCount        uint16
+	nShared           uint8
+	chunkBits         uint8
+	extended          bool
+	ownXattrs         bool
+}
 
-	// Layout.
-	ino        uint32
-	extended   bool
-	nShared    int // leading xattrs (in key order) stored as shared references
-	sharedSel  []bool
-	xattrSize  int
-	nBlocks    uint64
-	tail       int
-	pos        int64 // byte offset of the inode (nid = pos/32)
-	pad        int64 // zero bytes before the inode
-	blkaddr    uint32
-	chunkBits  uint
-	chunkCount uint64
-	groups     []int // directories: index of the first entry of each dirent group
+// isShared reports whether xattr i is written as a shared reference.
+func (in *inode) isShared(i int) bool {
+	if in.sharedMore != nil {
+		return in.sharedMore[i]
+	}
+	return i < 64 && in.sharedMask&(1<<i) != 0
+}
+
+func (in *inode) markShared(i int) {
+	if len(in.xattrs) > 64 {
+		if in.sharedMore == nil {
+			in.sharedMore = make([]bool, len(in.xattrs))
+		}
+		in.sharedMore[i] = true
+	} else {
+		in.sharedMask |= 1 << i
+	}
+	in.nShared++
+}
+
+// ownX makes in.xattrs a private copy before it is modified: the writer
+// never modifies the caller's tree.
+func (in *inode) ownX() {
+	if !in.ownXattrs {
+		in.xattrs = append(make([]tree.Xattr, 0, len(in.xattrs)+4), in.xattrs...)
+		in.ownXattrs = true
+	}
 }
 
 // dirent is a directory entry in the image.
@@ -58,6 +83,7 @@ func (in *inode) isExternal() bool {
 // setXattr sets an xattr like lcfs_node_set_xattr, with the budget counter
 // of §6.6 (the counter starts at 0 for the writer's copy of the tree).
 func (in *inode) setXattr(key string, value []byte) error {
+	in.ownX()
 	for i := range in.xattrs {
 		if in.xattrs[i].Name != key {
 			continue

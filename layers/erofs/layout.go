@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/cfs-storage/cfs-storage/layers/tree"
 )
@@ -30,7 +32,10 @@ func (p *plan) computeTree(root *inode) error {
 			}
 			in.nlink = 2 + dirs
 		}
-		sort.Slice(in.xattrs, func(a, b int) bool { return in.xattrs[a].Name < in.xattrs[b].Name })
+		if !slices.IsSortedFunc(in.xattrs, cmpXattr) {
+			in.ownX()
+			slices.SortFunc(in.xattrs, cmpXattr)
+		}
 		if in.src.Mtime.Before(p.minMtime) {
 			p.minMtime = in.src.Mtime
 		}
@@ -121,17 +126,16 @@ func (p *plan) chooseShared() {
 		for i, x := range in.xattrs {
 			pi := pairs[x.Name][string(x.Value)]
 			if pi.index >= 0 && in.nShared < maxSharedRefs {
-				if in.sharedSel == nil {
-					in.sharedSel = make([]bool, len(in.xattrs))
-				}
-				in.sharedSel[i] = true
-				in.nShared++
+				in.markShared(i)
 				size += 4
 				continue
 			}
 			size += xattrEntrySize(x.Name, len(x.Value))
 		}
-		in.xattrSize = size
+		if size > math.MaxInt32 {
+			size = math.MaxInt32 // rejected by layout: icount overflows
+		}
+		in.xattrSize = int32(size)
 	}
 	p.sharedIdx = pairs
 }
@@ -141,37 +145,49 @@ func (p *plan) sharedID(x tree.Xattr) int {
 	return p.sharedIdx[x.Name][string(x.Value)].index
 }
 
-// initialData sets an inode's initial (nBlocks, tail) and dirent groups
-// (§7.1).
+// dirGroups calls fn for each dirent group [from, to) of ents: the greedy
+// split into groups of at most one block (§7.1, §8.2). It returns the
+// size of the last group.
+func dirGroups(ents []dirent, fn func(from, to int)) int {
+	used, from := 0, 0
+	for i, e := range ents {
+		cost := direntSize + len(e.name)
+		if used+cost > blkSize {
+			if fn != nil {
+				fn(from, i)
+			}
+			from, used = i, 0
+		}
+		used += cost
+	}
+	if fn != nil {
+		fn(from, len(ents))
+	}
+	return used
+}
+
+// initialData sets an inode's initial (nBlocks, tail) (§7.1).
 func (in *inode) initialData() {
 	switch in.typ() {
 	case tree.TypeDir:
-		used := 0
-		in.groups = append(in.groups[:0], 0)
-		for i, e := range in.ents {
-			cost := direntSize + len(e.name)
-			if used+cost > blkSize {
-				in.groups = append(in.groups, i)
-				used = 0
-			}
-			used += cost
-		}
-		in.nBlocks = uint64(len(in.groups) - 1)
+		in.nGroups = 0
+		used := dirGroups(in.ents, func(int, int) { in.nGroups++ })
+		in.nBlocks = uint32(in.nGroups - 1)
 		if used > halfBlock {
 			in.nBlocks++
 			used = 0
 		}
-		in.tail = used
+		in.tail = int32(used)
 	case tree.TypeSymlink:
-		in.tail = len(in.src.Target)
+		in.tail = int32(len(in.src.Target))
 	case tree.TypeReg:
 		switch {
 		case in.size == 0:
 		case in.isExternal():
-			in.tail = int(in.chunkCount * chunkMapEntrySize)
+			in.tail = int32(in.chunkCount) * chunkMapEntrySize
 		default:
-			in.nBlocks = in.size / blkSize
-			in.tail = int(in.size % blkSize)
+			in.nBlocks = uint32(in.size / blkSize)
+			in.tail = int32(in.size % blkSize)
 			if in.tail > halfBlock {
 				in.nBlocks++
 				in.tail = 0
@@ -184,7 +200,7 @@ func (in *inode) initialData() {
 func (p *plan) useExtended(in *inode) bool {
 	size := in.size
 	if in.typ() == tree.TypeDir {
-		size = in.nBlocks*blkSize + uint64(in.tail)
+		size = uint64(in.nBlocks)*blkSize + uint64(in.tail)
 	}
 	return in.src.Mtime != p.minMtime || in.nlink > math.MaxUint16 ||
 		in.src.UID > math.MaxUint16 || in.src.GID > math.MaxUint16 || size > math.MaxUint32
@@ -211,7 +227,7 @@ func (p *plan) layout() error {
 	for _, in := range p.inodes {
 		if in.nBlocks > 0 {
 			in.blkaddr = uint32(blk)
-			blk += in.nBlocks
+			blk += uint64(in.nBlocks)
 		}
 	}
 	if blk > math.MaxUint32 {
@@ -233,32 +249,30 @@ func (in *inode) isize() int64 {
 
 // place positions in at pos (§7.3) and returns the position after it.
 func (in *inode) place(pos int64) int64 {
-	aligned := roundUp(pos, slotSize)
-	in.pad, pos = aligned-pos, aligned
+	pos = roundUp(pos, slotSize)
 	head := in.isize() + int64(in.xattrSize)
+	tail := int64(in.tail)
 	if in.typ() == tree.TypeSymlink {
-		total := head + int64(in.tail)
+		total := head + tail
 		if total >= blkSize {
 			in.nBlocks, in.tail = 1, 0
 		}
 		if pos/blkSize != (pos+total-1)/blkSize {
-			next := roundUp(pos, blkSize)
-			in.pad += next - pos
-			pos = next
+			pos = roundUp(pos, blkSize)
 		}
-	} else if r := blkSize - (pos+head)%blkSize; r < int64(in.tail) {
+	} else if r := blkSize - (pos+head)%blkSize; r < tail {
 		e := roundUp(r, slotSize)
-		if r2 := blkSize - (pos+head+e)%blkSize; int64(in.tail) <= r2 {
-			in.pad += e
+		if r2 := blkSize - (pos+head+e)%blkSize; tail <= r2 {
 			pos += e
 		} else {
 			in.nBlocks++
 			in.tail = 0
-			next := roundUp(pos, blkSize)
-			in.pad += next - pos
-			pos = next
+			pos = roundUp(pos, blkSize)
 		}
 	}
 	in.pos = pos
 	return pos + head + int64(in.tail)
 }
+
+// cmpXattr orders xattrs by key in byte order.
+func cmpXattr(a, b tree.Xattr) int { return strings.Compare(a.Name, b.Name) }

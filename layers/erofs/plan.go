@@ -41,16 +41,17 @@ func DefaultOptions() Options { return Options{MinVersion: 0, MaxVersion: 1} }
 // plan is the complete layout of an image, computed before any byte is
 // written.
 type plan struct {
-	version   uint32
-	flags     uint32
-	inodes    []*inode // BFS order: index = ino
-	byNode    map[*tree.Node]*inode
-	minMtime  tree.Time
-	shared    []sharedXattr
-	sharedIdx map[string]map[string]*pairInfo
-	inodesEnd int64
-	dataStart int64
-	nBlocks   uint64
+	version     uint32
+	flags       uint32
+	inodes      []*inode              // BFS order: index = ino
+	byNode      map[*tree.Node]*inode // directories and hard-link targets
+	linkTargets map[*tree.Node]bool
+	minMtime    tree.Time
+	shared      []sharedXattr
+	sharedIdx   map[string]map[string]*pairInfo
+	inodesEnd   int64
+	dataStart   int64
+	nBlocks     uint64
 }
 
 // newPlan computes the layout of t's image. It does not modify t.
@@ -65,8 +66,8 @@ func newPlan(t *tree.Tree, opts Options) (*plan, error) {
 	if max > 1 {
 		return nil, fmt.Errorf("%w: %d", ErrInvalidVersion, max)
 	}
-	p := &plan{version: min, byNode: make(map[*tree.Node]*inode)}
-	if p.version < 1 && max >= 1 && hasWhiteout(t.Root, make(map[*tree.Node]bool)) {
+	p := &plan{version: min, byNode: make(map[*tree.Node]*inode), linkTargets: make(map[*tree.Node]bool)}
+	if p.scan(t.Root, make(map[*tree.Node]bool)) && p.version < 1 && max >= 1 {
 		p.version = 1
 	}
 	root := newInode(t.Root)
@@ -90,29 +91,29 @@ func newPlan(t *tree.Tree, opts Options) (*plan, error) {
 	return p, nil
 }
 
-// hasWhiteout reports whether any node reached through primary entries is
-// a whiteout.
-func hasWhiteout(n *tree.Node, seen map[*tree.Node]bool) bool {
-	if n.IsWhiteout() {
-		return true
+// scan collects the targets of hard-link entries and reports whether any
+// node reached through primary entries is a whiteout.
+func (p *plan) scan(n *tree.Node, seen map[*tree.Node]bool) bool {
+	if !n.IsDir() {
+		return n.IsWhiteout()
 	}
-	if !n.IsDir() || seen[n] {
+	if seen[n] {
 		return false
 	}
 	seen[n] = true
+	found := false
 	for _, e := range n.Entries() {
-		if !e.HardLink && hasWhiteout(e.Node, seen) {
-			return true
+		if e.HardLink {
+			p.linkTargets[e.Node] = true
+		} else if p.scan(e.Node, seen) {
+			found = true
 		}
 	}
-	return false
+	return found
 }
 
 func newInode(n *tree.Node) *inode {
-	in := &inode{src: n, mode: n.Mode, size: n.Size, nlink: n.Nlink, rdev: n.Rdev}
-	if len(n.Xattrs) > 0 {
-		in.xattrs = append(make([]tree.Xattr, 0, len(n.Xattrs)+2), n.Xattrs...)
-	}
+	in := &inode{src: n, mode: n.Mode, size: n.Size, nlink: n.Nlink, rdev: n.Rdev, xattrs: n.Xattrs}
 	switch n.Type() {
 	case tree.TypeSymlink:
 		in.size = uint64(len(n.Target))
@@ -131,6 +132,7 @@ func (p *plan) rewrite(in, parent *inode) error {
 	}
 	for i := range in.xattrs {
 		if k := in.xattrs[i].Name; strings.HasPrefix(k, xattrOverlayPrefix) {
+			in.ownX()
 			in.xattrs[i].Name = xattrEscapedPrefix + k[len(xattrOverlayPrefix):]
 		}
 	}
@@ -163,7 +165,7 @@ func (in *inode) setMetacopy() error {
 		return err
 	}
 	if in.src.Payload != "" {
-		return in.setXattr(xattrRedirect, []byte("/"+in.src.Payload))
+		return in.setXattr(xattrRedirect, append(append(make([]byte, 0, 1+len(in.src.Payload)), '/'), in.src.Payload...))
 	}
 	return nil
 }
@@ -203,23 +205,29 @@ func (p *plan) convertWhiteout(in, parent *inode) error {
 func (p *plan) rewriteDir(in *inode) error {
 	src := in.src.Entries()
 	in.ents = make([]dirent, 0, len(src)+2)
-	in.ents = append(in.ents, dirent{name: ".", in: in, link: true}, dirent{name: "..", in: in.parent, link: true})
-	for _, e := range src {
+	dot := sort.Search(len(src), func(i int) bool { return src[i].Name >= "." })
+	for _, e := range src[:dot] {
 		in.ents = append(in.ents, dirent{name: e.Name, node: e.Node, link: e.HardLink})
 	}
-	// Tree entries are sorted; "." and ".." go to their byte-order places.
-	sort.SliceStable(in.ents, func(i, j int) bool { return in.ents[i].name < in.ents[j].name })
+	// Tree names are never "." or "..", which sort next to each other.
+	in.ents = append(in.ents, dirent{name: ".", in: in, link: true}, dirent{name: "..", in: in.parent, link: true})
+	for _, e := range src[dot:] {
+		in.ents = append(in.ents, dirent{name: e.Name, node: e.Node, link: e.HardLink})
+	}
 	for i := range in.ents {
 		e := &in.ents[i]
 		if e.link {
 			continue
 		}
-		if _, seen := p.byNode[e.node]; seen {
+		tracked := e.node.IsDir() || p.linkTargets[e.node]
+		if _, seen := p.byNode[e.node]; tracked && seen {
 			e.link = true // a second primary entry: treat it as a hard link
 			continue
 		}
 		child := newInode(e.node)
-		p.byNode[e.node] = child
+		if tracked {
+			p.byNode[e.node] = child
+		}
 		e.in = child
 		if err := p.rewrite(child, in); err != nil {
 			return err
@@ -241,10 +249,11 @@ func (p *plan) validate(in *inode) error {
 			return fmt.Errorf("%w: inline content of %d bytes for size %d", ErrInvalidTree, len(n.Content), n.Size)
 		}
 		if in.isExternal() {
-			in.chunkBits, in.chunkCount = chunkGeometry(n.Size)
-			if in.chunkCount > maxChunks {
+			bits, count := chunkGeometry(n.Size)
+			if count > maxChunks {
 				return fmt.Errorf("%w: %d bytes", ErrFileTooLarge, n.Size)
 			}
+			in.chunkBits, in.chunkCount = uint8(bits), uint16(count)
 		}
 	case tree.TypeSymlink:
 		if len(n.Target) == 0 || len(n.Target) >= blkSize {

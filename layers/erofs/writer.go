@@ -104,7 +104,7 @@ func (in *inode) layoutOf() uint16 {
 func (in *inode) iSize() uint64 {
 	switch in.typ() {
 	case tree.TypeDir:
-		return in.nBlocks*blkSize + uint64(in.tail)
+		return uint64(in.nBlocks)*blkSize + uint64(in.tail)
 	case tree.TypeReg, tree.TypeSymlink:
 		return in.size
 	}
@@ -142,9 +142,10 @@ func (e *emitter) writeInode(in *inode) {
 
 func appendInode(b []byte, in *inode) []byte {
 	start := len(b)
-	b = append(b, make([]byte, in.isize())...)
+	var zero [extendedInodeSize]byte
+	b = append(b, zero[:in.isize()]...)
 	d := b[start:]
-	icount := 0
+	icount := int32(0)
 	if in.xattrSize > 0 {
 		icount = (in.xattrSize-xattrIBodyHeaderSize)/4 + 1
 	}
@@ -189,13 +190,13 @@ func (e *emitter) appendXattrBody(b []byte, in *inode) []byte {
 	b = append(b, hdr[:]...)
 	base := e.p.inodesEnd % blkSize
 	for i, x := range in.xattrs {
-		if in.sharedSel != nil && in.sharedSel[i] {
+		if in.isShared(i) {
 			s := e.p.shared[e.p.sharedID(x)]
 			b = le.AppendUint32(b, uint32((base+s.offset)/4))
 		}
 	}
 	for i, x := range in.xattrs {
-		if in.sharedSel == nil || !in.sharedSel[i] {
+		if !in.isShared(i) {
 			b = appendXattrEntry(b, x.Name, x.Value)
 		}
 	}
@@ -223,17 +224,23 @@ func appendTail(b []byte, in *inode) []byte {
 	}
 	switch in.typ() {
 	case tree.TypeDir:
-		return appendDirents(b, in, in.groups[len(in.groups)-1], len(in.ents))
+		g := 0
+		dirGroups(in.ents, func(from, to int) {
+			if g++; g == int(in.nGroups) {
+				b = appendDirents(b, in, from, to)
+			}
+		})
+		return b
 	case tree.TypeSymlink:
 		return append(b, in.src.Target...)
 	case tree.TypeReg:
 		if in.isExternal() {
-			for i := uint64(0); i < in.chunkCount; i++ {
+			for i := 0; i < int(in.chunkCount); i++ {
 				b = le.AppendUint32(b, nullAddr)
 			}
 			return b
 		}
-		return append(b, in.src.Content[len(in.src.Content)-in.tail:]...)
+		return append(b, in.src.Content[len(in.src.Content)-int(in.tail):]...)
 	}
 	return b
 }
@@ -261,15 +268,14 @@ func (e *emitter) writeBlocks(in *inode) {
 	want := e.off + int64(in.nBlocks)*blkSize
 	switch in.typ() {
 	case tree.TypeDir:
-		for g := 0; g < int(in.nBlocks); g++ {
-			end := len(in.ents)
-			if g+1 < len(in.groups) {
-				end = in.groups[g+1]
+		g := 0
+		dirGroups(in.ents, func(from, to int) {
+			if g++; g <= int(in.nBlocks) {
+				e.buf = appendDirents(e.buf[:0], in, from, to)
+				e.write(e.buf)
+				e.zeros(blkSize - int64(len(e.buf)))
 			}
-			e.buf = appendDirents(e.buf[:0], in, in.groups[g], end)
-			e.write(e.buf)
-			e.zeros(blkSize - int64(len(e.buf)))
-		}
+		})
 	case tree.TypeSymlink:
 		e.write([]byte(in.src.Target))
 	case tree.TypeReg:
@@ -279,7 +285,7 @@ func (e *emitter) writeBlocks(in *inode) {
 				e.write(e.buf)
 			}
 		} else {
-			e.write(in.src.Content[:len(in.src.Content)-in.tail])
+			e.write(in.src.Content[:len(in.src.Content)-int(in.tail)])
 		}
 	}
 	e.zeros(want - e.off)

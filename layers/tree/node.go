@@ -79,6 +79,8 @@ type Node struct {
 	Mtime Time
 	// Xattrs are the extended attributes, unique by name. Order is not
 	// significant; writers sort them. Use SetXattr/Xattr/RemoveXattr.
+	// Values may be shared between nodes (parsers intern them): replace a
+	// value, never modify its bytes in place.
 	Xattrs []Xattr
 	// Target is a symlink's target.
 	Target string
