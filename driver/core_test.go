@@ -2,6 +2,9 @@ package driver
 
 import (
 	"bytes"
+
+	graphdriver "go.podman.io/storage/drivers"
+
 	"context"
 	"errors"
 	"os"
@@ -213,5 +216,14 @@ func TestNestedGetPut(t *testing.T) {
 	}
 	if isMountPoint(a) {
 		t.Fatal("layer still mounted after the last put")
+	}
+}
+
+func TestAsExtension(t *testing.T) {
+	c := newTestCore(t)
+	var drv graphdriver.Driver = newAdapter(graphdriver.ProtoDriver.DeferredRemove, c)
+	ext, ok := AsExtension(drv)
+	if !ok || ext.Objects() != c.objects || ext.Home() != c.home {
+		t.Fatalf("AsExtension(cfs driver) = %v, %v", ext, ok)
 	}
 }
