@@ -2,15 +2,14 @@ package driver
 
 import (
 	"bytes"
-
-	graphdriver "go.podman.io/storage/drivers"
-
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	graphdriver "go.podman.io/storage/drivers"
 
 	"github.com/cfs-storage/cfs-storage/layers"
 	"github.com/cfs-storage/cfs-storage/tests/tarfix"

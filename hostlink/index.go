@@ -47,6 +47,8 @@ type IndexStats struct {
 	Sizes   int // distinct sizes among them
 	Cached  int // digests known (from the cache or hashed)
 	Hashed  int // objects this Index hashed (each at most once)
+	// Cached also counts bare-user symlink objects, examined once (their
+	// user.ostreemeta read) and recorded as not content, never hashed.
 	Dropped int // cache entries dropped for vanished or changed objects
 	// DirsListed and Statted count the last cheap pass's work: objects/xx
 	// directories listed (unchanged ones are not) and objects stat'ed
@@ -211,7 +213,7 @@ func (ix *Index) lookup(ctx context.Context, size int64, match func(*cacheEntry)
 	var unknown []objectStat
 	for _, o := range cands {
 		e, ok := ix.cache.entries[o.sum]
-		if !ok || e.mtime != o.mtime {
+		if !ok || e.mtime != o.mtime || e.size != o.size {
 			unknown = append(unknown, o)
 			continue
 		}
@@ -241,7 +243,7 @@ func (ix *Index) hashUnknown(ctx context.Context, unknown []objectStat, match fu
 	}
 	for _, o := range unknown {
 		e, ok := ix.cache.entries[o.sum]
-		if !ok || e.mtime != o.mtime {
+		if !ok || e.mtime != o.mtime || e.size != o.size {
 			if err := ctx.Err(); err != nil {
 				return "", false, err
 			}
@@ -257,7 +259,9 @@ func (ix *Index) hashUnknown(ctx context.Context, unknown []objectStat, match fu
 			if err := ix.cache.add(e); err != nil {
 				return "", false, err
 			}
-			ix.stats.Hashed++
+			if e.content {
+				ix.stats.Hashed++
+			}
 		}
 		if e.content && match(&e) {
 			if p, ok := ix.stillThere(o); ok {
