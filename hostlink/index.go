@@ -45,10 +45,11 @@ type IndexOptions struct {
 type IndexStats struct {
 	Objects int // candidate file objects
 	Sizes   int // distinct sizes among them
-	Cached  int // digests known (from the cache or hashed)
-	Hashed  int // objects this Index hashed (each at most once)
-	// Cached also counts bare-user symlink objects, examined once (their
+	// Cached counts objects whose digest is known (from the cache or
+	// hashed), and bare-user symlink objects examined once (their
 	// user.ostreemeta read) and recorded as not content, never hashed.
+	Cached  int
+	Hashed  int // objects this Index hashed (each at most once)
 	Dropped int // cache entries dropped for vanished or changed objects
 	// DirsListed and Statted count the last cheap pass's work: objects/xx
 	// directories listed (unchanged ones are not) and objects stat'ed
