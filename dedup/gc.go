@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cfs-storage/cfs-storage/dedup/fsverity"
 )
 
 // staleTemp is the age after which a named temporary file in staging is
@@ -31,6 +34,9 @@ type GCReport struct {
 	// StalePending the pending sets of dead processes, removed.
 	Pending      int
 	StalePending int
+	// TornRemoved counts objects of dead sessions that did not hash to
+	// their name (cut short by a machine crash under SyncBatch), removed.
+	TornRemoved int
 	// IndexRemoved counts SHA-256 index records dropped (stale or
 	// duplicate).
 	IndexRemoved int
@@ -120,7 +126,8 @@ func (s *Store) liveSet(rep *GCReport) (map[Digest]struct{}, error) {
 		return nil, fmt.Errorf("list pending: %w", err)
 	}
 	for _, e := range ents {
-		ds, alive, err := readPendingFile(filepath.Join(dir, e.Name()))
+		recs, alive, torn, err := s.pendingSet(filepath.Join(dir, e.Name()))
+		rep.TornRemoved += torn
 		if err != nil {
 			return nil, err
 		}
@@ -129,39 +136,91 @@ func (s *Store) liveSet(rep *GCReport) (map[Digest]struct{}, error) {
 			continue
 		}
 		rep.Pending++
-		for _, d := range ds {
-			live[d] = struct{}{}
+		for _, r := range recs {
+			live[r.d] = struct{}{}
 		}
 	}
 	return live, nil
 }
 
-// readPendingFile reads a pending set. If no process holds its lock, the
-// session's process is dead: the file is removed and alive is false.
-func readPendingFile(p string) (ds []Digest, alive bool, err error) {
+// pendingSet reads the pending file p. If its session's process is alive
+// (it holds the file's lock), it returns the records. Otherwise the
+// session is dead: the objects it created are rehashed and deleted if
+// torn (SyncBatch does not sync them before a commit, so a machine crash
+// may have cut them short), the file is removed, and alive is false. The
+// caller holds the store lock exclusively.
+func (s *Store) pendingSet(p string) (recs []pendingRec, alive bool, torn int, err error) {
 	f, err := os.Open(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, false, nil // ended meanwhile
+		return nil, false, 0, nil // ended meanwhile
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("pending %s: %w", p, err)
+		return nil, false, 0, fmt.Errorf("pending %s: %w", p, err)
 	}
 	defer f.Close()
-	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, false, fmt.Errorf("remove stale pending %s: %w", p, err)
+	alive = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return nil, false, 0, fmt.Errorf("pending %s: %w", p, err)
+	}
+	recs, err = readPending(data)
+	if err != nil {
+		return nil, false, 0, fmt.Errorf("pending %s: %w", p, err)
+	}
+	if alive {
+		return recs, true, 0, nil
+	}
+	for _, r := range recs {
+		if r.created && s.isTorn(r.d) {
+			if err := os.Remove(s.Path(r.d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, false, torn, fmt.Errorf("remove torn object %s: %w", r.d, err)
+			}
+			torn++
 		}
-		return nil, false, nil
 	}
-	data, err := os.ReadFile(p)
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, false, torn, fmt.Errorf("remove stale pending %s: %w", p, err)
+	}
+	return nil, false, torn, nil
+}
+
+// isTorn reports whether the object named d exists and does not hash to
+// its name.
+func (s *Store) isTorn(d Digest) bool {
+	f, err := os.Open(s.Path(d))
 	if err != nil {
-		return nil, false, fmt.Errorf("pending %s: %w", p, err)
+		return false
 	}
-	ds, err = readPending(data)
+	defer f.Close()
+	got, _, err := fsverity.Digest(f)
+	return err == nil && Digest(got) != d
+}
+
+// recoverDead reaps the pending files of dead sessions (see pendingSet)
+// under the exclusive store lock. Open calls it, so that after a machine
+// crash no torn object is found by an insert before GC runs.
+func (s *Store) recoverDead(ctx context.Context) (stale, torn int, err error) {
+	dir := filepath.Join(s.root, dirPending)
+	ents, err := os.ReadDir(dir)
+	if err != nil || len(ents) == 0 {
+		return 0, 0, err
+	}
+	unlock, err := s.lockStore(ctx, unix.LOCK_EX)
 	if err != nil {
-		return nil, false, fmt.Errorf("pending %s: %w", p, err)
+		return 0, 0, err
 	}
-	return ds, true, nil
+	defer unlock()
+	for _, e := range ents {
+		_, alive, n, err := s.pendingSet(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return stale, torn, err
+		}
+		if !alive {
+			stale++
+		}
+		torn += n
+	}
+	return stale, torn, nil
 }
 
 // sweepTemps removes leftover temporary refs files (written only under

@@ -14,8 +14,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// pendingMagic starts every pending file; 32-byte digests follow.
-const pendingMagic = "CFSPEND1"
+// pendingMagic starts every pending file; 33-byte records follow: a kind
+// byte (pinPresent or pinCreated), then the digest.
+const (
+	pendingMagic  = "CFSPEND1"
+	pendingRecord = 1 + 32
+	pinPresent    = 'p' // the object was present (or is a hard link)
+	pinCreated    = 'n' // this session created the object; not synced yet
+)
+
+// pendingRec is one record of a pending file.
+type pendingRec struct {
+	d       Digest
+	created bool
+}
 
 // Ingest is an ingestion session: the objects it inserts or references
 // are pinned (GC keeps them) from the moment Insert, InsertFile or Ref
@@ -34,9 +46,10 @@ type Ingest struct {
 	s    *Store
 	name string
 
-	mu  sync.Mutex
-	f   *os.File // nil once committed or aborted
-	set map[Digest]struct{}
+	mu      sync.Mutex
+	f       *os.File // nil once committed or aborted
+	set     map[Digest]struct{}
+	created bool // some object was created unsynced (SyncBatch)
 }
 
 // BeginIngest starts an ingestion session.
@@ -68,18 +81,25 @@ func (s *Store) BeginIngest(ctx context.Context) (*Ingest, error) {
 	return &Ingest{s: s, name: name, f: f, set: make(map[Digest]struct{})}, nil
 }
 
-// pin adds d to the session's pending set. The caller holds the store
-// lock (shared).
-func (in *Ingest) pin(d Digest) error {
+// pin adds d to the session's pending set; created says this session
+// just created the object. The caller holds the store lock (shared).
+func (in *Ingest) pin(d Digest, created bool) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.f == nil {
 		return ErrClosed
 	}
-	if _, ok := in.set[d]; ok {
+	if _, ok := in.set[d]; ok && !created {
 		return nil
 	}
-	if _, err := in.f.Write(d[:]); err != nil {
+	var rec [pendingRecord]byte
+	rec[0] = pinPresent
+	if created {
+		rec[0] = pinCreated
+		in.created = in.created || in.s.opts.Sync == SyncBatch
+	}
+	copy(rec[1:], d[:])
+	if _, err := in.f.Write(rec[:]); err != nil {
 		return fmt.Errorf("record pending %s: %w", d, err)
 	}
 	in.set[d] = struct{}{}
@@ -98,7 +118,7 @@ func (in *Ingest) Ref(ctx context.Context, d Digest) error {
 	if !in.s.Has(d) {
 		return fmt.Errorf("dedup: ref %s: %w", d, ErrNotFound)
 	}
-	if err := in.pin(d); err != nil {
+	if err := in.pin(d, false); err != nil {
 		return fmt.Errorf("dedup: ref %s: %w", d, err)
 	}
 	return nil
@@ -119,9 +139,8 @@ func (in *Ingest) Digests() []Digest {
 // Commit registers every digest the session pinned as the refs of
 // layerID (replacing any previous refs of that layer), then ends the
 // session. There is no moment between the two at which GC could delete
-// them. Per the sync policy, the object directories of all those digests
-// are synced first (an object another session linked may not be durable
-// yet).
+// them. Per the sync policy, objects are made durable first (an object
+// another session linked may not be durable yet).
 func (in *Ingest) Commit(ctx context.Context, layerID string) error {
 	ds := in.Digests()
 	in.mu.Lock()
@@ -138,15 +157,27 @@ func (in *Ingest) Commit(ctx context.Context, layerID string) error {
 }
 
 // Abort ends the session without registering anything: its objects
-// become collectable unless some layer references them.
+// become collectable unless some layer references them. Under SyncBatch,
+// if the session created objects, the file system is synced first: once
+// the pending file is gone nothing marks them as unsynced, and another
+// session may find and reference them.
 func (in *Ingest) Abort() error {
+	in.mu.Lock()
+	created := in.created && in.f != nil
+	in.mu.Unlock()
+	if created {
+		if err := in.s.syncFS(); err != nil {
+			return fmt.Errorf("dedup: abort ingest: %w", err)
+		}
+	}
 	if err := in.end(); err != nil && !errors.Is(err, ErrClosed) {
 		return fmt.Errorf("dedup: abort ingest: %w", err)
 	}
 	return nil
 }
 
-// end removes the pending file, then releases its lock.
+// end removes the pending file, then releases its lock. Commit calls it
+// after syncing; Abort syncs before calling it.
 func (in *Ingest) end() error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -160,9 +191,9 @@ func (in *Ingest) end() error {
 	return err
 }
 
-// readPending returns the digests of a pending file. A torn final record
+// readPending returns the records of a pending file. A torn final record
 // (the process died mid-write) is ignored.
-func readPending(data []byte) ([]Digest, error) {
+func readPending(data []byte) ([]pendingRec, error) {
 	if len(data) < len(pendingMagic) {
 		return nil, nil // died before writing the header: pins nothing
 	}
@@ -170,10 +201,13 @@ func readPending(data []byte) ([]Digest, error) {
 		return nil, fmt.Errorf("%w: bad pending header", ErrCorruptRefs)
 	}
 	data = data[len(pendingMagic):]
-	ds := make([]Digest, 0, len(data)/32)
-	for len(data) >= 32 {
-		ds = append(ds, Digest(data[:32]))
-		data = data[32:]
+	recs := make([]pendingRec, 0, len(data)/pendingRecord)
+	for len(data) >= pendingRecord {
+		if data[0] != pinPresent && data[0] != pinCreated {
+			return nil, fmt.Errorf("%w: bad pending record kind %q", ErrCorruptRefs, data[0])
+		}
+		recs = append(recs, pendingRec{Digest(data[1:pendingRecord]), data[0] == pinCreated})
+		data = data[pendingRecord:]
 	}
-	return ds, nil
+	return recs, nil
 }

@@ -205,7 +205,7 @@ func (in *Ingest) finish(ctx context.Context, o Object, tmp *tempFile, data []by
 	// GC; pinning second keeps a failed insert out of the session's refs.
 	o.Existed, err = in.place(o, tmp, data)
 	if err == nil {
-		err = in.pin(o.Digest)
+		err = in.pin(o.Digest, !o.Existed)
 	}
 	if err == nil && o.SHA256 != (SHA256{}) {
 		err = s.indexSHA256(o.SHA256, o.Digest)
@@ -308,15 +308,17 @@ func (t *tempFile) discard() {
 	}
 }
 
-// sealTemp syncs the temporary file per policy and enables fs-verity
+// sealTemp syncs the temporary file (SyncEach) and enables fs-verity
 // when configured, once: callers do it before taking the store lock, so
 // that the lock is not held across a sync.
 func (s *Store) sealTemp(t *tempFile, d Digest) error {
 	if t.sealed {
 		return nil
 	}
-	if err := s.syncFile(t.f); err != nil {
-		return fmt.Errorf("sync object %s: %w", d, err)
+	if s.opts.Sync == SyncEach {
+		if err := s.syncFile(t.f); err != nil {
+			return fmt.Errorf("sync object %s: %w", d, err)
+		}
 	}
 	if s.verity {
 		if err := t.enableVerity(); err != nil {
@@ -349,7 +351,7 @@ func (s *Store) linkTemp(t *tempFile, d Digest) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("link object %s: %w", d, err)
 	}
-	if s.opts.Sync == SyncEvery {
+	if s.opts.Sync == SyncEach {
 		if err := s.syncDir(filepath.Dir(final)); err != nil {
 			return true, err
 		}

@@ -203,7 +203,7 @@ func (in *Ingest) hardlink(ctx context.Context, o Object, src *os.File, before *
 	if s.Has(o.Digest) {
 		o.Existed = true
 		s.ctr.record(o, LinkNone)
-		return o, in.pin(o.Digest)
+		return o, in.pin(o.Digest, false)
 	}
 	final := s.Path(o.Digest)
 	procPath := "/proc/self/fd/" + strconv.Itoa(int(src.Fd()))
@@ -214,7 +214,7 @@ func (in *Ingest) hardlink(ctx context.Context, o Object, src *os.File, before *
 	case err == unix.EEXIST:
 		o.Existed = true
 		s.ctr.record(o, LinkNone)
-		return o, in.pin(o.Digest)
+		return o, in.pin(o.Digest, false)
 	case err == unix.EXDEV || err == unix.EPERM || err == unix.EACCES || err == unix.EMLINK ||
 		err == unix.EOPNOTSUPP || err == unix.EROFS || err == unix.ENOENT:
 		// ENOENT: the source was unlinked since it was opened.
@@ -226,12 +226,13 @@ func (in *Ingest) hardlink(ctx context.Context, o Object, src *os.File, before *
 		os.Remove(final)
 		return o, err
 	}
-	if s.opts.Sync == SyncEvery {
+	if s.opts.Sync == SyncEach {
 		if err := s.syncDir(filepath.Dir(final)); err != nil {
 			return o, err
 		}
 	}
-	if err := in.pin(o.Digest); err != nil {
+	// The source's data is as durable as the source: not marked unsynced.
+	if err := in.pin(o.Digest, false); err != nil {
 		return o, err
 	}
 	if err := s.indexSHA256(o.SHA256, o.Digest); err != nil {

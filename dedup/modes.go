@@ -30,9 +30,9 @@ func ParseVerityMode(s string) (VerityMode, error) {
 	return VerityOff, fmt.Errorf("%w: verity=%q (want off, auto or require)", ErrInvalidOption, s)
 }
 
-var syncNames = [...]string{"commit", "every", "never"}
+var syncNames = [...]string{"batch", "each", "never"}
 
-// String returns "commit", "every" or "never".
+// String returns "batch", "each" or "never".
 func (m SyncMode) String() string {
 	if m >= 0 && int(m) < len(syncNames) {
 		return syncNames[m]
@@ -40,7 +40,7 @@ func (m SyncMode) String() string {
 	return "SyncMode(" + strconv.Itoa(int(m)) + ")"
 }
 
-// ParseSyncMode parses "commit", "every" or "never". Other values give
+// ParseSyncMode parses "batch", "each" or "never". Other values give
 // ErrInvalidOption.
 func ParseSyncMode(s string) (SyncMode, error) {
 	for i, n := range syncNames {
@@ -48,5 +48,5 @@ func ParseSyncMode(s string) (SyncMode, error) {
 			return SyncMode(i), nil
 		}
 	}
-	return SyncCommit, fmt.Errorf("%w: sync=%q (want commit, every or never)", ErrInvalidOption, s)
+	return SyncBatch, fmt.Errorf("%w: sync=%q (want batch, each or never)", ErrInvalidOption, s)
 }

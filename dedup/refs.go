@@ -85,9 +85,9 @@ type refsWrite struct {
 
 // SetRefs registers digests as the complete set of objects layerID uses,
 // replacing any previous set. Every digest must be present (an absent one
-// gives ErrNotFound and nothing changes). Per the sync policy, the object
-// directories involved are synced first, so that after a crash a
-// registered layer's objects are all there.
+// gives ErrNotFound and nothing changes). Per the sync policy, objects are
+// made durable first, so that after a crash a registered layer's objects
+// are all there.
 func (s *Store) SetRefs(ctx context.Context, layerID string, digests []Digest) error {
 	ds := slices.Clone(digests)
 	slices.SortFunc(ds, compareDigest)
@@ -103,7 +103,7 @@ func (s *Store) setRefs(ctx context.Context, layerID string, ds []Digest, w refs
 	if err := validLayerID(layerID); err != nil {
 		return err
 	}
-	if err := s.syncObjectDirs(ds); err != nil {
+	if err := s.syncObjects(); err != nil {
 		return err
 	}
 	// The shared lock covers the temporary file too: GC removes leftover
@@ -148,23 +148,14 @@ func (s *Store) setRefs(ctx context.Context, layerID string, ds []Digest, w refs
 	return nil
 }
 
-// syncObjectDirs syncs the object directories holding ds.
-func (s *Store) syncObjectDirs(ds []Digest) error {
-	if s.opts.Sync == SyncNever {
+// syncObjects makes every object linked so far durable, as refs may name
+// any of them (objects of other sessions too): SyncBatch syncs the file
+// system; under SyncEach they already are; SyncNever does nothing.
+func (s *Store) syncObjects() error {
+	if s.opts.Sync != SyncBatch {
 		return nil
 	}
-	var want [256]bool
-	for _, d := range ds {
-		want[d[0]] = true
-	}
-	for i, ok := range want {
-		if ok {
-			if err := s.syncDir(filepath.Join(s.root, dirObjects, fmt.Sprintf("%02x", i))); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return s.syncFS()
 }
 
 // DropRefs removes layerID's refs: its objects become collectable unless

@@ -46,15 +46,19 @@ const DefaultSmallThreshold = 256 << 10
 type SyncMode int
 
 const (
-	// SyncCommit (the default) syncs each new object's data before it is
-	// linked under its final name, and the object directories a layer
-	// uses before its refs file is written; refs files and their
-	// directory are synced when written. After a crash, every object of
-	// every registered layer is present and whole.
-	SyncCommit SyncMode = iota
-	// SyncEvery is SyncCommit plus a sync of the object's directory after
-	// every new object, so an insert is durable when it returns.
-	SyncEvery
+	// SyncBatch (the default) does not sync objects one by one. The
+	// store's file system is synced once (syncfs) before a layer's refs
+	// are written (Commit, SetRefs), and before a session that created
+	// objects ends without committing (Abort, Close). New objects are
+	// marked unsynced in their session's pending file; when a session's
+	// process has died, the next Open or GC rehashes those objects and
+	// deletes any that a machine crash left torn. After a crash, every
+	// object of every registered layer is present and whole.
+	SyncBatch SyncMode = iota
+	// SyncEach syncs each new object's data before it is linked under
+	// its final name, and its directory after: an insert is durable when
+	// it returns, at the price of one or two flushes per new object.
+	SyncEach
 	// SyncNever never syncs: for scratch stores and tests. A crash of
 	// the machine (not of the process) may leave torn objects.
 	SyncNever
@@ -76,7 +80,7 @@ const (
 
 // Options configure a Store. The zero value is valid.
 type Options struct {
-	// Sync is the fsync policy; the zero value is SyncCommit.
+	// Sync is the fsync policy; the zero value is SyncBatch.
 	Sync SyncMode
 	// Verity chooses fs-verity on new objects; the zero value is
 	// VerityOff.
@@ -105,7 +109,8 @@ type Store struct {
 }
 
 // Open opens the store at root, creating it (and root) if it does not
-// exist.
+// exist. It reaps the sessions of dead processes, deleting objects they
+// created that a machine crash left torn (see SyncBatch).
 func Open(root string, opts Options) (*Store, error) {
 	if opts.SmallThreshold <= 0 {
 		opts.SmallThreshold = DefaultSmallThreshold
@@ -121,6 +126,9 @@ func Open(root string, opts Options) (*Store, error) {
 	}
 	if err := s.probeVerity(); err != nil {
 		return nil, fmt.Errorf("dedup: open %s: %w", root, err)
+	}
+	if _, _, err := s.recoverDead(context.Background()); err != nil {
+		return nil, fmt.Errorf("dedup: open %s: recover dead sessions: %w", root, err)
 	}
 	return s, nil
 }
@@ -294,7 +302,7 @@ func (s *Store) linkObject(d Digest, link func(final string) error) error {
 		if merr := os.Mkdir(filepath.Dir(final), 0o755); merr != nil && !errors.Is(merr, fs.ErrExist) {
 			return merr
 		}
-		if s.opts.Sync != SyncNever {
+		if s.opts.Sync == SyncEach {
 			if serr := s.syncDir(filepath.Dir(filepath.Dir(final))); serr != nil {
 				return serr
 			}
@@ -310,6 +318,20 @@ func (s *Store) syncFile(f *os.File) error {
 		return nil
 	}
 	return unix.Fdatasync(int(f.Fd()))
+}
+
+// syncFS syncs the whole file system holding the store (SyncBatch's one
+// flush per committed layer).
+func (s *Store) syncFS() error {
+	fd, err := unix.Open(s.root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("syncfs %s: %w", s.root, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Syncfs(fd); err != nil {
+		return fmt.Errorf("syncfs %s: %w", s.root, err)
+	}
+	return nil
 }
 
 // syncDir syncs the directory at path unless the policy is SyncNever.
