@@ -189,6 +189,9 @@ func (c *child) wait(t *testing.T, killed bool) {
 func TestMultiProcessInsert(t *testing.T) {
 	root := t.TempDir() + "/store"
 	const procs = 4
+	// A collector runs in another process all along: it must not delete
+	// anything the inserters pinned or committed.
+	gc := startChild(t, root, "gc-loop", 99)
 	var cs []*child
 	for p := range procs {
 		cs = append(cs, startChild(t, root, "insert-set", p))
@@ -209,6 +212,8 @@ func TestMultiProcessInsert(t *testing.T) {
 			}
 		}
 	}
+	gc.cmd.Process.Signal(syscall.SIGKILL)
+	gc.wait(t, true)
 	distinct := map[string]bool{}
 	for _, d := range byIndex {
 		distinct[d] = true

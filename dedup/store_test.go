@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -545,6 +546,61 @@ func TestSyncEach(t *testing.T) {
 		}
 	}
 	if rep, err := s.Fsck(ctx, FsckOptions{}); err != nil || !rep.Clean() {
+		t.Fatalf("fsck %+v %v", rep, err)
+	}
+}
+
+// TestInsertsWithConcurrentGC: sessions insert overlapping contents while
+// GC loops; every object must be present the moment its insert returns,
+// and after every commit.
+func TestInsertsWithConcurrentGC(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := openTest(t, Options{SmallThreshold: 4096})
+	gcDone := make(chan int)
+	go func() {
+		n := 0
+		for ctx.Err() == nil {
+			if _, err := s.GC(ctx); err != nil && ctx.Err() == nil {
+				t.Error(err)
+			}
+			n++
+		}
+		gcDone <- n
+	}()
+	var wg sync.WaitGroup
+	for g := range 6 {
+		wg.Go(func() {
+			for k := range 8 {
+				in, err := s.BeginIngest(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for i := range 5 {
+					o, err := in.Insert(ctx, bytes.NewReader(poolContent(g*3+k+i)), InsertOptions{})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if !s.Has(o.Digest) {
+						t.Errorf("object %s absent right after its insert returned", o.Digest)
+					}
+				}
+				if k%3 == 0 {
+					in.Abort() // leaves garbage for GC
+					continue
+				}
+				if err := in.Commit(ctx, fmt.Sprintf("g%d-%d", g, k)); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	cancel()
+	t.Logf("%d collections ran alongside", <-gcDone)
+	rep, err := s.Fsck(context.Background(), FsckOptions{})
+	if err != nil || !rep.Clean() {
 		t.Fatalf("fsck %+v %v", rep, err)
 	}
 }
