@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // fakeRepo writes a bare repository by hand (no ostree needed): a config
@@ -45,11 +46,15 @@ func fakeRepo(t testing.TB, objects map[string]string) (*Repo, map[string]Checks
 }
 
 // countingHash is SHA-256 as a stand-in for the fs-verity digest,
-// counting how many objects it hashed.
-type countingHash struct{ n atomic.Int64 }
+// counting how many objects it hashed, optionally slowed down.
+type countingHash struct {
+	n     atomic.Int64
+	delay time.Duration
+}
 
 func (h *countingHash) hash(r io.Reader) ([32]byte, error) {
 	h.n.Add(1)
+	time.Sleep(h.delay)
 	s := sha256.New()
 	if _, err := io.Copy(s, r); err != nil {
 		return [32]byte{}, err
