@@ -1,0 +1,157 @@
+package driver
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	graphdriver "go.podman.io/storage/drivers"
+	_ "go.podman.io/storage/drivers/overlay" // the reference driver
+
+	"github.com/cfs-storage/cfs-storage/tests/tarfix"
+	"github.com/cfs-storage/cfs-storage/tests/testutil"
+)
+
+// Benchmarks run cfs and c/storage's overlay driver on the same work in
+// the same iteration and report both latencies and their ratio
+// (cfs/overlay: below 1 means cfs is faster).
+//
+//	go test -tags containers_image_openpgp,exclude_graphdriver_btrfs -run '^$' -bench . ./driver
+
+func benchDriver(b *testing.B, name string) graphdriver.Driver {
+	b.Helper()
+	testutil.RequireRoot(b)
+	dir := b.TempDir()
+	root, run := filepath.Join(dir, "root"), filepath.Join(dir, "run")
+	for _, p := range []string{root, run} {
+		if err := os.Mkdir(p, 0o700); err != nil {
+			b.Fatal(err)
+		}
+	}
+	d, err := graphdriver.GetDriver(name, graphdriver.Options{Root: root, RunRoot: run})
+	if err != nil {
+		b.Fatalf("%s driver: %v", name, err)
+	}
+	b.Cleanup(func() { d.Cleanup() })
+	return d
+}
+
+// randomLayer is a layer tar of n files of size bytes of random content.
+func randomLayer(b *testing.B, rng *rand.Rand, n, size int) []byte {
+	return randomLayerT(b, rng, n, size)
+}
+
+func randomLayerT(b testing.TB, rng *rand.Rand, n, size int) []byte {
+	b.Helper()
+	entries := []tarfix.Entry{tarfix.Dir("usr/"), tarfix.Dir("usr/lib/")}
+	for i := 0; i < n; i++ {
+		buf := make([]byte, size)
+		rng.Read(buf)
+		entries = append(entries, tarfix.File(fmt.Sprintf("usr/lib/f%04d", i), string(buf)))
+	}
+	tarball, err := tarfix.Tar(entries...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return tarball
+}
+
+type timed struct {
+	name string
+	d    graphdriver.Driver
+	sum  time.Duration
+}
+
+func report(b *testing.B, cfs, overlay *timed) {
+	n := float64(b.N)
+	b.ReportMetric(float64(cfs.sum.Nanoseconds())/n, "cfs-ns/op")
+	b.ReportMetric(float64(overlay.sum.Nanoseconds())/n, "overlay-ns/op")
+	b.ReportMetric(float64(cfs.sum)/float64(overlay.sum), "cfs/overlay")
+}
+
+// BenchmarkApplyDiff applies a 200-file, 12.8 MB layer: "new" content
+// differs every iteration, "present" is the same content each time (cfs
+// finds every object already stored).
+func BenchmarkApplyDiff(b *testing.B) {
+	for _, mode := range []string{"new", "present"} {
+		b.Run(mode, func(b *testing.B) {
+			drivers := []*timed{{name: "cfs", d: benchDriver(b, Name)}, {name: "overlay", d: benchDriver(b, "overlay")}}
+			rng := rand.New(rand.NewSource(1))
+			fixed := randomLayer(b, rng, 200, 64<<10)
+			b.SetBytes(int64(len(fixed)))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				tarball := fixed
+				if mode == "new" {
+					tarball = randomLayer(b, rng, 200, 64<<10)
+				}
+				b.StartTimer()
+				for _, t := range drivers {
+					id := fmt.Sprintf("%s-%d", mode, i)
+					start := time.Now()
+					if err := t.d.Create(id, "", nil); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := t.d.ApplyDiff(id, graphdriver.ApplyDiffOpts{Diff: bytes.NewReader(tarball)}); err != nil {
+						b.Fatalf("%s: %v", t.name, err)
+					}
+					t.sum += time.Since(start)
+				}
+			}
+			report(b, drivers[0], drivers[1])
+		})
+	}
+}
+
+// BenchmarkMount mounts (Get) and unmounts (Put) a container layer on an
+// image of N layers, the image already mounted once (cfs has built its
+// flattened image).
+func BenchmarkMount(b *testing.B) {
+	for _, depth := range []int{1, 10, 50, 100} {
+		b.Run(fmt.Sprintf("layers=%d", depth), func(b *testing.B) {
+			drivers := []*timed{{name: "cfs", d: benchDriver(b, Name)}, {name: "overlay", d: benchDriver(b, "overlay")}}
+			rng := rand.New(rand.NewSource(2))
+			for _, t := range drivers {
+				parent := ""
+				for l := 0; l < depth; l++ {
+					id := fmt.Sprintf("layer%d", l)
+					if err := t.d.Create(id, parent, nil); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := t.d.ApplyDiff(id, graphdriver.ApplyDiffOpts{Diff: bytes.NewReader(randomLayer(b, rng, 5, 4096))}); err != nil {
+						b.Fatal(err)
+					}
+					parent = id
+				}
+				if err := t.d.CreateReadWrite("ctr", parent, nil); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := t.d.Get("ctr", graphdriver.MountOpts{}); err != nil {
+					b.Fatalf("%s: %v", t.name, err)
+				}
+				if err := t.d.Put("ctr"); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for _, t := range drivers {
+					start := time.Now()
+					if _, err := t.d.Get("ctr", graphdriver.MountOpts{}); err != nil {
+						b.Fatalf("%s: %v", t.name, err)
+					}
+					if err := t.d.Put("ctr"); err != nil {
+						b.Fatalf("%s: %v", t.name, err)
+					}
+					t.sum += time.Since(start)
+				}
+			}
+			report(b, drivers[0], drivers[1])
+		})
+	}
+}
