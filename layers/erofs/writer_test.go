@@ -87,3 +87,33 @@ func TestStubNameCollision(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectoryHardLink covers the §12.6 quirk: a non-directory "@" line
+// may name a directory (here the root, via an empty target): the image
+// gets a dirent of type 2 to that directory and no new inode, and the
+// composefs view shows a hard-link entry.
+func TestDirectoryHardLink(t *testing.T) {
+	img, _, err := buildImage([]byte(rootLine+"/d 0 40755 2 0 0 0 0.0 - - -\n/d/up 0 @100644 0 0 0 0 0.0  - -\n"), true, DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc := describeImage(t, img)
+	if !strings.Contains(desc, "up -> nid 36 type 2") {
+		t.Errorf("no directory dirent to the root:\n%s", desc)
+	}
+	im, err := Open(bytes.NewReader(img), int64(len(img)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := im.Tree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := tr.Lookup("/d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := d.Entry("up"); !ok || !e.HardLink || e.Node != tr.Root {
+		t.Errorf("d/up = %+v, want a hard link to the root", e)
+	}
+}
