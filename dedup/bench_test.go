@@ -138,6 +138,29 @@ func BenchmarkInsertPresent(b *testing.B) { insertPresent(b, benchSize, false) }
 // expected SHA-256 given (hashed only, nothing written).
 func BenchmarkInsertPresentHinted(b *testing.B) { insertPresent(b, benchSize, true) }
 
+// BenchmarkWriteTemp is the write-side baseline: 4 MiB written to an
+// unnamed temporary file in the store's staging directory and dropped,
+// with no hashing. InsertNew costs about this plus the two digests.
+func BenchmarkWriteTemp(b *testing.B) {
+	s := benchStore(b)
+	data := content(5, benchSize)
+	b.SetBytes(benchSize)
+	start := cpuTime()
+	for b.Loop() {
+		t, err := s.createTemp()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for off := 0; off < len(data); off += DefaultSmallThreshold {
+			if _, err := t.f.Write(data[off : off+DefaultSmallThreshold]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		t.discard()
+	}
+	reportCPU(b, start, benchSize)
+}
+
 // BenchmarkInsertNewParallel inserts new 1 MiB contents from GOMAXPROCS
 // goroutines: compare -cpu 1 with -cpu 2.
 func BenchmarkInsertNewParallel(b *testing.B) {
@@ -145,6 +168,8 @@ func BenchmarkInsertNewParallel(b *testing.B) {
 	const size = 1 << 20
 	b.SetBytes(size)
 	var ctr atomic.Uint64
+	start := cpuTime()
+	defer func() { reportCPU(b, start, size) }()
 	b.RunParallel(func(pb *testing.PB) {
 		data := content(4, size)
 		for pb.Next() {
