@@ -160,6 +160,9 @@ func header(p string, n *tree.Node) (*tar.Header, error) {
 	return hdr, nil
 }
 
+// mtime is a node's mtime as a tar header carries it: truncated to the
+// second, as containers/storage's archive writes it (archive/tar would
+// round it, possibly up).
 func mtime(n *tree.Node) time.Time {
-	return time.Unix(n.Mtime.Sec, int64(n.Mtime.Nsec))
+	return time.Unix(n.Mtime.Sec, 0)
 }

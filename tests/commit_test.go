@@ -1,0 +1,159 @@
+package tests
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	storage "go.podman.io/storage"
+	"go.podman.io/storage/pkg/archive"
+
+	"github.com/cfs-storage/cfs-storage/tests/tarfix"
+	"github.com/cfs-storage/cfs-storage/tests/testutil"
+)
+
+// TestContainerCommit changes a container's files (new file, append, a
+// chmod that overlay copies up as metadata only, deletions of a file and
+// a directory, a file rename), commits the container layer as a new image
+// layer the way `podman commit` does (Diff, then PutLayer), and checks
+// that a container of the new image shows exactly what the changed
+// container showed, on cfs as on overlay.
+func TestContainerCommit(t *testing.T) {
+	testutil.RequireRoot(t)
+	tars := layerTars(t)
+	views := map[string][]string{}
+	for _, driver := range []string{"overlay", "cfs"} {
+		store := openStore(t, driver)
+		parent := ""
+		for i, tarball := range tars {
+			layer, _, err := store.PutLayer("", parent, nil, "", false, nil, bytes.NewReader(tarball))
+			if err != nil {
+				t.Fatalf("%s: put layer %d: %v", driver, i, err)
+			}
+			parent = layer.ID
+		}
+		img, err := store.CreateImage("", nil, parent, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctr, err := store.CreateContainer("", nil, img.ID, "", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mnt, err := store.Mount(ctr.ID, "")
+		if err != nil {
+			t.Fatalf("%s: mount: %v", driver, err)
+		}
+		changeContainer(t, mnt)
+		before, err := testutil.ListTree(mnt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.Unmount(ctr.ID, true); err != nil {
+			t.Fatal(err)
+		}
+		changes, err := store.Changes("", ctr.LayerID)
+		if err != nil {
+			t.Fatalf("%s: changes: %v", driver, err)
+		}
+		if !hasChange(changes, "/usr/bin/ping", archive.ChangeModify) || !hasChange(changes, "/etc/passwd", archive.ChangeDelete) {
+			t.Errorf("%s: changes miss the chmod or the deletion: %v", driver, changes)
+		}
+		c := archive.Uncompressed
+		rc, err := store.Diff("", ctr.LayerID, &storage.DiffOptions{Compression: &c})
+		if err != nil {
+			t.Fatalf("%s: diff of the container layer: %v", driver, err)
+		}
+		diff, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		committed, _, err := store.PutLayer("", parent, nil, "", false, nil, bytes.NewReader(diff))
+		if err != nil {
+			t.Fatalf("%s: put the committed layer: %v", driver, err)
+		}
+		img2, err := store.CreateImage("", nil, committed.ID, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctr2, err := store.CreateContainer("", nil, img2.ID, "", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mnt2, err := store.Mount(ctr2.ID, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		after, err := testutil.ListTree(mnt2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		store.Unmount(ctr2.ID, true)
+		before, after = withoutNlink(before[1:]), withoutNlink(after[1:])
+		if !slices.Equal(before, after) {
+			t.Fatalf("%s: committed image differs from the container it came from:\n--- container\n%s\n--- committed\n%s",
+				driver, strings.Join(before, "\n"), strings.Join(after, "\n"))
+		}
+		views[driver] = after
+	}
+	// What the container changed carries the time of the change, which
+	// differs between the two runs.
+	if !slices.Equal(withoutRunMtimes(views["overlay"]), withoutRunMtimes(views["cfs"])) {
+		t.Fatalf("committed trees differ between overlay and cfs:\n--- overlay\n%s\n--- cfs\n%s",
+			strings.Join(views["overlay"], "\n"), strings.Join(views["cfs"], "\n"))
+	}
+}
+
+func changeContainer(t *testing.T, root string) {
+	t.Helper()
+	in := func(p string) string { return filepath.Join(root, p) }
+	steps := []func() error{
+		func() error { return os.WriteFile(in("etc/new.conf"), []byte("written in the container\n"), 0o600) },
+		func() error {
+			f, err := os.OpenFile(in("usr/lib/libcopy.so"), os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = f.WriteString("appended")
+			return err
+		},
+		func() error { return os.Chmod(in("usr/bin/ping"), 0o700) }, // metadata-only copy-up
+		func() error { return os.Remove(in("etc/passwd")) },
+		func() error { return os.RemoveAll(in("becomes-dir")) },
+		func() error { return os.Rename(in("owned"), in("owned-renamed")) },
+		func() error { return os.Symlink("/etc/new.conf", in("etc/link")) },
+	}
+	for i, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("change %d: %v", i, err)
+		}
+	}
+}
+
+func hasChange(changes []archive.Change, path string, kind archive.ChangeType) bool {
+	for _, c := range changes {
+		if c.Path == path && c.Kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// withoutRunMtimes drops mtimes other than the fixtures' (tarfix.Epoch).
+func withoutRunMtimes(lines []string) []string {
+	epoch := fmt.Sprintf("mtime=%d", tarfix.Epoch.Unix())
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		fields := strings.Fields(l)
+		fields = slices.DeleteFunc(fields, func(f string) bool { return strings.HasPrefix(f, "mtime=") && f != epoch })
+		out[i] = strings.Join(fields, " ")
+	}
+	return out
+}
