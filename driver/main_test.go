@@ -1,7 +1,9 @@
 package driver
 
 import (
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"go.podman.io/storage/pkg/reexec"
@@ -13,6 +15,12 @@ import (
 func TestMain(m *testing.M) {
 	if reexec.Init() {
 		return
+	}
+	if v := os.Getenv(crashChildEnv); v != "" {
+		var start int
+		parts := strings.Split(v, "|")
+		fmt.Sscanf(parts[2], "%d", &start)
+		runCrashChild(parts[0], parts[1], start)
 	}
 	os.Exit(m.Run())
 }
