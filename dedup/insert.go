@@ -66,6 +66,7 @@ func newHashers(wantSHA bool) *hashers {
 	return h
 }
 
+// Write hashes p with both digests.
 func (h *hashers) Write(p []byte) (int, error) {
 	h.verity.Write(p)
 	if h.sha != nil {
@@ -254,7 +255,7 @@ type tempFile struct {
 // createTemp creates an empty temporary file in staging, mode 0644.
 func (s *Store) createTemp() (*tempFile, error) {
 	dir := filepath.Join(s.root, dirStaging)
-	if s.tmpfile {
+	if !s.noTmpfile.Load() {
 		fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, objectMode)
 		if err == nil {
 			if err := unix.Fchmod(fd, objectMode); err != nil {
@@ -266,9 +267,7 @@ func (s *Store) createTemp() (*tempFile, error) {
 		if err != unix.EOPNOTSUPP && err != unix.EISDIR && err != unix.EINVAL {
 			return nil, fmt.Errorf("temporary file in %s: %w", dir, err)
 		}
-		s.mu.Lock()
-		s.tmpfile = false
-		s.mu.Unlock()
+		s.noTmpfile.Store(true)
 	}
 	f, err := os.CreateTemp(dir, "tmp-")
 	if err != nil {
@@ -381,6 +380,7 @@ type ctxReader struct {
 	r   io.Reader
 }
 
+// Read reads from the underlying reader unless the context is done.
 func (c ctxReader) Read(p []byte) (int, error) {
 	if err := c.ctx.Err(); err != nil {
 		return 0, err

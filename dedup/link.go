@@ -73,7 +73,8 @@ func (s *Store) InsertFile(ctx context.Context, path string, mode LinkMode) (Obj
 // ErrLinkUnsupported where it is impossible). The source is never
 // modified: no chmod, chown, touch or xattr change, and it is read with
 // O_NOATIME where permitted. A hard-linked object keeps the source's
-// owner and mode. The source must not change while it is inserted;
+// owner and mode (link(2) itself updates the inode's ctime and link
+// count; nothing else changes). The source must not change while it is inserted;
 // a change that is noticed (size or mtime) gives ErrSourceChanged.
 //
 // With fs-verity enabled on the store, a hard link is used only when the

@@ -134,14 +134,30 @@ func childGCLoop(ctx context.Context, s *Store, seed int) error {
 		if _, err := s.GC(ctx); err != nil {
 			return err
 		}
+		fmt.Println("gc")
 	}
 }
 
 // child is a running child process and its output lines.
 type child struct {
-	cmd   *exec.Cmd
-	lines []string
-	done  chan struct{}
+	cmd     *exec.Cmd
+	lines   []string
+	started chan struct{} // closed at the first output line: it is at work
+	done    chan struct{}
+}
+
+// killAfterStart kills c with SIGKILL a random delay after it starts
+// working (or after 10 s if it never does).
+func (c *child) killAfterStart(delay time.Duration) {
+	go func() {
+		select {
+		case <-c.started:
+		case <-c.done:
+		case <-time.After(10 * time.Second):
+		}
+		time.Sleep(delay)
+		c.cmd.Process.Signal(syscall.SIGKILL)
+	}()
 }
 
 func startChild(t *testing.T, root, role string, seed int) *child {
@@ -157,10 +173,13 @@ func startChild(t *testing.T, root, role string, seed int) *child {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &child{cmd: cmd, done: make(chan struct{})}
+	c := &child{cmd: cmd, started: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
+			if len(c.lines) == 0 {
+				close(c.started)
+			}
 			c.lines = append(c.lines, sc.Text())
 		}
 		close(c.done)
@@ -283,7 +302,7 @@ func TestCrash(t *testing.T) {
 			all = ins
 		}
 		for _, c := range all {
-			time.AfterFunc(time.Duration(10+r.IntN(80))*time.Millisecond, func() { c.cmd.Process.Signal(syscall.SIGKILL) })
+			c.killAfterStart(time.Duration(r.IntN(60)) * time.Millisecond)
 		}
 		var reported []string
 		for _, c := range all {

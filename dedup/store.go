@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -102,10 +103,11 @@ type Store struct {
 	ctr    counters
 	index  shaIndex
 
-	mu      sync.Mutex
-	def     *Ingest // pins objects inserted through Store.Insert until Close
-	closed  bool
-	tmpfile bool // O_TMPFILE works in staging
+	noTmpfile atomic.Bool // O_TMPFILE failed in staging: use named files
+
+	mu     sync.Mutex
+	def    *Ingest // pins objects inserted through Store.Insert until Close
+	closed bool
 }
 
 // Open opens the store at root, creating it (and root) if it does not
@@ -119,7 +121,7 @@ func Open(root string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dedup: open %s: %w", root, err)
 	}
-	s := &Store{root: abs, opts: opts, tmpfile: true}
+	s := &Store{root: abs, opts: opts}
 	s.bufs.New = func() any { b := make([]byte, opts.SmallThreshold); return &b }
 	if err := s.initLayout(); err != nil {
 		return nil, fmt.Errorf("dedup: open %s: %w", root, err)

@@ -604,3 +604,28 @@ func TestInsertsWithConcurrentGC(t *testing.T) {
 		t.Fatalf("fsck %+v %v", rep, err)
 	}
 }
+
+// TestNamedTempFallback runs inserts through the named temporary file
+// path used where O_TMPFILE is unsupported.
+func TestNamedTempFallback(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, Options{SmallThreshold: 4096})
+	s.noTmpfile.Store(true)
+	for i, n := range []int{10, 50_000} {
+		data := content(uint64(i), n)
+		o, err := s.Insert(ctx, bytes.NewReader(data), InsertOptions{})
+		if err != nil || o.Existed {
+			t.Fatalf("size %d: %+v %v", n, o, err)
+		}
+		o, err = s.Insert(ctx, bytes.NewReader(data), InsertOptions{})
+		if err != nil || !o.Existed {
+			t.Fatalf("size %d again: %+v %v", n, o, err)
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(s.Root(), dirStaging)); len(ents) != 0 {
+		t.Fatalf("named temporary files left in staging: %v", ents)
+	}
+	if rep, err := s.Fsck(ctx, FsckOptions{}); err != nil || !rep.Clean() || rep.Objects != 2 {
+		t.Fatalf("fsck %+v %v", rep, err)
+	}
+}
