@@ -92,7 +92,7 @@ func (a *adapter[F]) Get(id string, options graphdriver.MountOpts) (string, erro
 	if len(options.UidMaps) > 0 || len(options.GidMaps) > 0 {
 		return "", fmt.Errorf("cfs: mount %s: UID/GID mapped mounts are not supported; let containers/storage chown a copy instead", id)
 	}
-	opts := mountOptions{MountLabel: options.MountLabel}
+	opts := mountOptions{MountLabel: options.MountLabel, Volatile: options.Volatile}
 	for _, o := range options.Options {
 		if o == "ro" {
 			opts.ReadOnly = true
@@ -213,9 +213,53 @@ func (a *adapter[F]) DiffGetter(id string) (graphdriver.FileGetCloser, error) {
 	return a.fileGetter(context.Background(), id)
 }
 
-// UpdateLayerIDMap is not supported: cfs layers are immutable images.
-func (a *adapter[F]) UpdateLayerIDMap(id string, _, _ *idtools.IDMappings, _ string) error {
-	return fmt.Errorf("cfs: changing the ID mapping of layer %s in place is not supported", id)
+// UpdateLayerIDMap changes the owners of everything layer id shows from
+// the host IDs of toContainer to those of toHost (for a container in a
+// user namespace). A writable layer is chowned through its mount (a
+// metadata-only copy-up per file); a sealed layer's image is rewritten.
+func (a *adapter[F]) UpdateLayerIDMap(id string, toContainer, toHost *idtools.IDMappings, mountLabel string) error {
+	m, err := a.readMeta(id)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	if m.Sealed {
+		return a.remapSealed(ctx, id, remapper(toContainer, toHost))
+	}
+	mnt, err := a.get(ctx, id, mountOptions{MountLabel: mountLabel})
+	if err != nil {
+		return err
+	}
+	err = graphdriver.ChownPathByMaps(mnt, toContainer, toHost)
+	if perr := a.put(id); err == nil {
+		err = perr
+	}
+	if err != nil {
+		return fmt.Errorf("cfs: remap owners of %s: %w", id, err)
+	}
+	return nil
+}
+
+// remapper maps a host owner through toContainer back to the container
+// IDs, then through toHost to the new host IDs.
+func remapper(toContainer, toHost *idtools.IDMappings) layers.IDMapper {
+	if toContainer == nil {
+		toContainer = &idtools.IDMappings{}
+	}
+	if toHost == nil {
+		toHost = &idtools.IDMappings{}
+	}
+	return func(uid, gid uint32) (uint32, uint32, error) {
+		u, g, err := toContainer.ToContainer(idtools.IDPair{UID: int(uid), GID: int(gid)})
+		if err != nil {
+			return 0, 0, err
+		}
+		p, err := toHost.ToHost(idtools.IDPair{UID: u, GID: g})
+		if err != nil {
+			return 0, 0, err
+		}
+		return uint32(p.UID), uint32(p.GID), nil
+	}
 }
 
 // SupportsShifting reports false: no idmapped mounts yet.

@@ -22,6 +22,8 @@ type mountState struct {
 type mountOptions struct {
 	ReadOnly   bool
 	MountLabel string
+	// Volatile skips the overlay's syncs (writable layers only).
+	Volatile bool
 	Extra      []string
 }
 
@@ -94,6 +96,9 @@ func (d *core) mount(id string, m layerMeta, image string, opts mountOptions) er
 	}
 	if !m.Sealed {
 		data = append(data, "upperdir="+d.upperDir(id), "workdir="+d.workDir(id))
+		if opts.Volatile {
+			data = append(data, "volatile")
+		}
 	}
 	data = append(data, d.opts.MountOpts...)
 	data = append(data, opts.Extra...)
