@@ -24,7 +24,7 @@ type mountOptions struct {
 	MountLabel string
 	// Volatile skips the overlay's syncs (writable layers only).
 	Volatile bool
-	Extra      []string
+	Extra    []string
 }
 
 func (d *core) mountDir(id string) string  { return filepath.Join(d.run, "mnt", id) }
