@@ -73,11 +73,14 @@ func (s *Store) GC(ctx context.Context) (GCReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("dedup: gc: %w", err)
 	}
+	present := make(map[Digest]bool, len(candidates)) // for the index
 	for _, d := range candidates {
 		if _, ok := live[d]; ok {
 			rep.Kept++
+			present[d] = true
 			continue
 		}
+		present[d] = false
 		p := s.Path(d)
 		var st unix.Stat_t
 		if unix.Lstat(p, &st) != nil {
@@ -89,7 +92,7 @@ func (s *Store) GC(ctx context.Context) (GCReport, error) {
 		rep.Removed++
 		rep.RemovedBytes += st.Size
 	}
-	if err := s.compactIndex(&rep); err != nil {
+	if err := s.compactIndex(&rep, present); err != nil {
 		return rep, fmt.Errorf("dedup: gc: %w", err)
 	}
 	if err := s.sweepTemps(&rep); err != nil {

@@ -149,8 +149,10 @@ func (s *Store) refreshIndex() error {
 }
 
 // compactIndex rewrites the log keeping one record per SHA-256 whose
-// object is present. The caller holds the store lock exclusively.
-func (s *Store) compactIndex(rep *GCReport) error {
+// object is present. present says, for the objects GC listed, whether
+// they are still there; others are looked up. The caller holds the store
+// lock exclusively.
+func (s *Store) compactIndex(rep *GCReport, present map[Digest]bool) error {
 	p := s.indexLogPath()
 	b, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -164,7 +166,10 @@ func (s *Store) compactIndex(rep *GCReport) error {
 	total := 0
 	parseIndex(b, func(sha SHA256, d Digest) {
 		total++
-		if seen[sha] || !s.Has(d) {
+		if seen[sha] {
+			return
+		}
+		if p, ok := present[d]; (ok && !p) || (!ok && !s.Has(d)) {
 			return
 		}
 		seen[sha] = true

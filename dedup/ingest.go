@@ -49,7 +49,8 @@ type Ingest struct {
 	mu      sync.Mutex
 	f       *os.File // nil once committed or aborted
 	set     map[Digest]struct{}
-	created bool // some object was created unsynced (SyncBatch)
+	tent    map[Digest]int // pinned while a stream is verified (see pinExpected)
+	created bool           // some object was created unsynced (SyncBatch)
 }
 
 // BeginIngest starts an ingestion session.
@@ -78,7 +79,7 @@ func (s *Store) BeginIngest(ctx context.Context) (*Ingest, error) {
 		os.Remove(name)
 		return nil, fmt.Errorf("dedup: begin ingest: %w", err)
 	}
-	return &Ingest{s: s, name: name, f: f, set: make(map[Digest]struct{})}, nil
+	return &Ingest{s: s, name: name, f: f, set: map[Digest]struct{}{}, tent: map[Digest]int{}}, nil
 }
 
 // pin adds d to the session's pending set; created says this session
@@ -86,10 +87,21 @@ func (s *Store) BeginIngest(ctx context.Context) (*Ingest, error) {
 func (in *Ingest) pin(d Digest, created bool) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	if err := in.record(d, created); err != nil {
+		return err
+	}
+	in.set[d] = struct{}{}
+	return nil
+}
+
+// record appends d to the pending file unless it is there already (a
+// created record is always appended). The caller holds in.mu.
+func (in *Ingest) record(d Digest, created bool) error {
 	if in.f == nil {
 		return ErrClosed
 	}
-	if _, ok := in.set[d]; ok && !created {
+	_, inSet := in.set[d]
+	if (inSet || in.tent[d] > 0) && !created {
 		return nil
 	}
 	var rec [pendingRecord]byte
@@ -102,7 +114,6 @@ func (in *Ingest) pin(d Digest, created bool) error {
 	if _, err := in.f.Write(rec[:]); err != nil {
 		return fmt.Errorf("record pending %s: %w", d, err)
 	}
-	in.set[d] = struct{}{}
 	return nil
 }
 
@@ -110,18 +121,48 @@ func (in *Ingest) pin(d Digest, created bool) error {
 // LookupSHA256, say) so that GC keeps it until Commit. It fails with
 // ErrNotFound if the object is absent.
 func (in *Ingest) Ref(ctx context.Context, d Digest) error {
-	unlock, err := in.s.lockStore(ctx, unix.LOCK_SH)
-	if err != nil {
-		return fmt.Errorf("dedup: ref %s: %w", d, err)
-	}
-	defer unlock()
-	if !in.s.Has(d) {
-		return fmt.Errorf("dedup: ref %s: %w", d, ErrNotFound)
-	}
-	if err := in.pin(d, false); err != nil {
+	if err := in.pinPresent(ctx, d, false); err != nil {
 		return fmt.Errorf("dedup: ref %s: %w", d, err)
 	}
 	return nil
+}
+
+// pinPresent pins d if the object is present, under the store lock; it
+// fails with ErrNotFound otherwise. A tentative pin protects the object
+// from GC but is not registered by Commit until confirmed by settle.
+func (in *Ingest) pinPresent(ctx context.Context, d Digest, tentative bool) error {
+	unlock, err := in.s.lockStore(ctx, unix.LOCK_SH)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if !in.s.Has(d) {
+		return ErrNotFound
+	}
+	if !tentative {
+		return in.pin(d, false)
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if err := in.record(d, false); err != nil {
+		return err
+	}
+	in.tent[d]++
+	return nil
+}
+
+// settle ends a tentative pin of d, confirming it (Commit registers d)
+// or not. An unconfirmed digest's record stays in the pending file, which
+// only delays its collection until the session ends.
+func (in *Ingest) settle(d Digest, confirm bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.tent[d]--; in.tent[d] <= 0 {
+		delete(in.tent, d)
+	}
+	if confirm {
+		in.set[d] = struct{}{}
+	}
 }
 
 // Digests returns the session's pinned digests, sorted.

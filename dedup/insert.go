@@ -138,15 +138,8 @@ func (in *Ingest) insert(ctx context.Context, r io.Reader, opts InsertOptions) (
 	}
 	sp := s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(sp)
-	if s.expectedPresent(opts) {
-		if err := h.copyHashing(ctx, nil, buf, *sp, r); err != nil {
-			return Object{}, err
-		}
-		o, err := h.object(opts)
-		if err != nil {
-			return o, err
-		}
-		return in.finish(ctx, o, nil, nil, LinkWritten)
+	if d, ok := in.pinExpected(ctx, opts); ok {
+		return in.verifyPresent(ctx, d, h, buf, *sp, r, opts)
 	}
 	tmp, err := s.createTemp()
 	if err != nil {
@@ -163,17 +156,42 @@ func (in *Ingest) insert(ctx context.Context, r io.Reader, opts InsertOptions) (
 	return in.finish(ctx, o, tmp, nil, LinkWritten)
 }
 
-// expectedPresent reports whether opts names an object that is present,
-// so that the stream need only be verified.
-func (s *Store) expectedPresent(opts InsertOptions) bool {
-	if opts.Digest != nil {
-		return s.Has(*opts.Digest)
+// pinExpected pins the object opts names, if it is present, so that the
+// stream need only be verified: GC cannot remove the object meanwhile.
+func (in *Ingest) pinExpected(ctx context.Context, opts InsertOptions) (Digest, bool) {
+	var d Digest
+	switch {
+	case opts.Digest != nil:
+		d = *opts.Digest
+	case opts.SHA256 != nil:
+		var ok bool
+		if d, ok = in.s.LookupSHA256(*opts.SHA256); !ok {
+			return d, false
+		}
+	default:
+		return d, false
 	}
-	if opts.SHA256 != nil {
-		_, ok := s.LookupSHA256(*opts.SHA256)
-		return ok
+	return d, in.pinPresent(ctx, d, true) == nil
+}
+
+// verifyPresent hashes the rest of the stream without writing it, for an
+// object pinned tentatively by pinExpected, and settles the pin.
+func (in *Ingest) verifyPresent(ctx context.Context, d Digest, h *hashers, first, spare []byte, r io.Reader, opts InsertOptions) (Object, error) {
+	err := h.copyHashing(ctx, nil, first, spare, r)
+	var o Object
+	if err == nil {
+		o, err = h.object(opts)
 	}
-	return false
+	if err == nil && o.Digest != d {
+		err = fmt.Errorf("%w: fs-verity digest is %s, the index says %s", ErrDigestMismatch, o.Digest, d)
+	}
+	in.settle(d, err == nil)
+	if err != nil {
+		return o, err
+	}
+	o.Existed = true
+	in.s.ctr.record(o, LinkNone)
+	return o, nil
 }
 
 // finish makes o live: if the object is absent it links it into place

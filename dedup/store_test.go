@@ -629,3 +629,40 @@ func TestNamedTempFallback(t *testing.T) {
 		t.Fatalf("fsck %+v %v", rep, err)
 	}
 }
+
+// TestHintedMismatchKeepsEarlierPin: a hinted insert that fails
+// verification must not unregister the same digest pinned earlier by a
+// good insert in the session, and alone must not register it.
+func TestHintedMismatchKeepsEarlierPin(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, Options{SmallThreshold: 4096})
+	data := content(1, 20_000)
+	bad := bytes.Clone(data)
+	bad[0] ^= 1
+	o, _ := s.Insert(ctx, bytes.NewReader(data), InsertOptions{})
+
+	alone, _ := s.BeginIngest(ctx)
+	if _, err := alone.Insert(ctx, bytes.NewReader(bad), InsertOptions{Digest: &o.Digest}); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("mismatch: %v", err)
+	}
+	if len(alone.Digests()) != 0 {
+		t.Fatalf("failed hinted insert registered %v", alone.Digests())
+	}
+	alone.Abort()
+
+	in, _ := s.BeginIngest(ctx)
+	if _, err := in.Insert(ctx, bytes.NewReader(data), InsertOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.Insert(ctx, bytes.NewReader(bad), InsertOptions{SHA256: &o.SHA256}); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("mismatch: %v", err)
+	}
+	if got := in.Digests(); !slices.Equal(got, []Digest{o.Digest}) {
+		t.Fatalf("Digests = %v, want the earlier good pin", got)
+	}
+	o2, err := in.Insert(ctx, bytes.NewReader(data), InsertOptions{SHA256: &o.SHA256})
+	if err != nil || !o2.Existed {
+		t.Fatalf("good hinted insert: %+v %v", o2, err)
+	}
+	in.Abort()
+}
