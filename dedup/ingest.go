@@ -94,6 +94,22 @@ func (in *Ingest) pin(d Digest, created bool) error {
 	return nil
 }
 
+// intend records, before an object is linked into place, that this
+// session is creating it (a pinCreated record).
+func (in *Ingest) intend(d Digest) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.record(d, true)
+}
+
+// admit adds d, whose record is already in the pending file, to the
+// digests Commit registers.
+func (in *Ingest) admit(d Digest) {
+	in.mu.Lock()
+	in.set[d] = struct{}{}
+	in.mu.Unlock()
+}
+
 // record appends d to the pending file unless it is there already (a
 // created record is always appended). The caller holds in.mu.
 func (in *Ingest) record(d Digest, created bool) error {

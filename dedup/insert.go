@@ -221,10 +221,13 @@ func (in *Ingest) finish(ctx context.Context, o Object, tmp *tempFile, data []by
 		return o, err
 	}
 	// Under the lock the order of placing and pinning does not matter to
-	// GC; pinning second keeps a failed insert out of the session's refs.
+	// GC; admitting the digest to the session's refs only on success keeps
+	// a failed insert out of them.
 	o.Existed, err = in.place(o, tmp, data)
-	if err == nil {
-		err = in.pin(o.Digest, !o.Existed)
+	if err == nil && o.Existed {
+		err = in.pin(o.Digest, false)
+	} else if err == nil {
+		in.admit(o.Digest)
 	}
 	if err == nil && o.SHA256 != (SHA256{}) {
 		err = s.indexSHA256(o.SHA256, o.Digest)
@@ -254,6 +257,11 @@ func (in *Ingest) place(o Object, tmp *tempFile, data []byte) (bool, error) {
 		}
 		defer t.discard()
 		tmp = t
+	}
+	// Record the intent first: if the process dies right after the link,
+	// recovery must know this object may be unsynced.
+	if err := in.intend(o.Digest); err != nil {
+		return false, err
 	}
 	created, err := s.linkTemp(tmp, o.Digest)
 	if err != nil {
