@@ -24,6 +24,7 @@ type inode struct {
 	tail              int32
 	xattrSize         int32
 	nGroups           int32  // directories: number of dirent groups
+	xref              int32  // index of the first xattr's entry in plan.pairRefs
 	sharedMask        uint64 // bit i: xattr i is a shared reference (i < 64)
 	sharedMore        []bool // the same for nodes with more than 64 xattrs
 	chunkCount        uint16

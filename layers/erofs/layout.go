@@ -83,6 +83,7 @@ func (p *plan) chooseShared() {
 	pairs := make(map[string]map[string]*pairInfo)
 	var shareable []sharedXattr
 	for _, in := range p.inodes {
+		in.xref = int32(len(p.pairRefs))
 		for _, x := range in.xattrs {
 			vals := pairs[x.Name]
 			if vals == nil {
@@ -95,6 +96,7 @@ func (p *plan) chooseShared() {
 				vals[string(x.Value)] = pi
 			}
 			pi.count++
+			p.pairRefs = append(p.pairRefs, pi)
 			if pi.count == 2 {
 				shareable = append(shareable, sharedXattr{key: x.Name, value: x.Value})
 			}
@@ -124,7 +126,7 @@ func (p *plan) chooseShared() {
 		}
 		size := xattrIBodyHeaderSize
 		for i, x := range in.xattrs {
-			pi := pairs[x.Name][string(x.Value)]
+			pi := p.pairRefs[int(in.xref)+i]
 			if pi.index >= 0 && in.nShared < maxSharedRefs {
 				in.markShared(i)
 				size += 4
@@ -137,12 +139,11 @@ func (p *plan) chooseShared() {
 		}
 		in.xattrSize = int32(size)
 	}
-	p.sharedIdx = pairs
 }
 
-// sharedID returns the shared-table index of an inode's xattr.
-func (p *plan) sharedID(x tree.Xattr) int {
-	return p.sharedIdx[x.Name][string(x.Value)].index
+// sharedID returns the shared-table index of an inode's i-th xattr.
+func (p *plan) sharedID(in *inode, i int) int {
+	return p.pairRefs[int(in.xref)+i].index
 }
 
 // dirGroups calls fn for each dirent group [from, to) of ents: the greedy

@@ -48,7 +48,7 @@ type plan struct {
 	linkTargets map[*tree.Node]bool
 	minMtime    tree.Time
 	shared      []sharedXattr
-	sharedIdx   map[string]map[string]*pairInfo
+	pairRefs    []*pairInfo // per inode xattr (from inode.xref): its pair
 	inodesEnd   int64
 	dataStart   int64
 	nBlocks     uint64

@@ -189,9 +189,9 @@ func (e *emitter) appendXattrBody(b []byte, in *inode) []byte {
 	hdr[offXhSharedCount] = uint8(in.nShared)
 	b = append(b, hdr[:]...)
 	base := e.p.inodesEnd % blkSize
-	for i, x := range in.xattrs {
+	for i := range in.xattrs {
 		if in.isShared(i) {
-			s := e.p.shared[e.p.sharedID(x)]
+			s := e.p.shared[e.p.sharedID(in, i)]
 			b = le.AppendUint32(b, uint32((base+s.offset)/4))
 		}
 	}
