@@ -24,8 +24,23 @@
 //
 // GC, fsck and any number of sessions may run at once in any number of
 // processes. The in-flight rule is a pending set per session, not a grace
-// period: see FORMAT.md beside this file for the layout, the locking, the
-// format version and the fsync policy.
+// period: an object is kept if a layer's refs name it or a live session
+// has pinned it (every Insert, InsertFile and Ref pins before returning).
+// A session whose process died pins nothing. Store.Insert and
+// Store.InsertFile use a session owned by the Store, which pins until
+// Store.Close (Close does not end sessions from BeginIngest). See
+// FORMAT.md beside this file for the layout, the locking, the format
+// version and the fsync policy.
+//
+// # Writes for content already present
+//
+// Content up to Options.SmallThreshold is hashed in memory: if present,
+// nothing is written. Larger content is streamed into an unnamed
+// temporary file while it is hashed (its digest is known only at the
+// end); if present, the file is dropped unsynced, so its pages normally
+// never reach the disk. A caller that knows the digest beforehand
+// (InsertOptions.Digest, or SHA256 with the index) gets a hash-only path
+// with no write at all.
 //
 // The user-space fs-verity digest and the kernel calls are in the
 // subpackage fsverity.

@@ -29,6 +29,9 @@ type Object struct {
 	// Existed is true when the store already held the object: nothing
 	// was kept from this insert.
 	Existed bool
+	// Linked is how an Alternate source stored a new object (LinkHardlink,
+	// LinkReflink or LinkCopy); zero (LinkAuto) when it was not used.
+	Linked LinkMode
 }
 
 // InsertOptions tune one insert. The zero value computes both digests and
@@ -48,6 +51,17 @@ type InsertOptions struct {
 	// callers that never look content up by SHA-256. Ignored when SHA256
 	// is set.
 	NoSHA256 bool
+	// Alternate, when set, is asked once the content's digest is known
+	// and the object is absent: it may name an existing file with that
+	// content (a host ostree object, say), which is then linked in with
+	// AlternateMode as InsertFile would (and hashed again to check it)
+	// instead of writing the streamed bytes. release, if not nil, is
+	// called when the file is no longer needed. When linking fails the
+	// streamed bytes are written as usual.
+	Alternate func(ctx context.Context, d Digest, size int64) (path string, release func(), ok bool)
+	// AlternateMode is the link mode for Alternate files (LinkAuto: hard
+	// link, else reflink, else copy).
+	AlternateMode LinkMode
 }
 
 // hashers computes the fs-verity digest and, optionally, the SHA-256 of
@@ -131,6 +145,9 @@ func (in *Ingest) insert(ctx context.Context, r io.Reader, opts InsertOptions) (
 		if err != nil {
 			return o, err
 		}
+		if lo, ok := in.tryAlternate(ctx, o, opts); ok {
+			return lo, nil
+		}
 		return in.finish(ctx, o, nil, buf[:n], LinkWritten)
 	}
 	if err != nil {
@@ -152,6 +169,9 @@ func (in *Ingest) insert(ctx context.Context, r io.Reader, opts InsertOptions) (
 	o, err := h.object(opts)
 	if err != nil {
 		return o, err
+	}
+	if lo, ok := in.tryAlternate(ctx, o, opts); ok {
+		return lo, nil
 	}
 	return in.finish(ctx, o, tmp, nil, LinkWritten)
 }

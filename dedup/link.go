@@ -89,6 +89,12 @@ func (in *Ingest) InsertFile(ctx context.Context, path string, mode LinkMode) (O
 }
 
 func (in *Ingest) insertFile(ctx context.Context, path string, mode LinkMode) (Object, LinkResult, error) {
+	return in.insertFileExpect(ctx, path, mode, Digest{})
+}
+
+// insertFileExpect is insertFile; when want is not zero the source's
+// content must hash to it (ErrDigestMismatch otherwise, nothing kept).
+func (in *Ingest) insertFileExpect(ctx context.Context, path string, mode LinkMode, want Digest) (Object, LinkResult, error) {
 	if mode < LinkAuto || mode > LinkCopy {
 		return Object{}, LinkResult{}, fmt.Errorf("%w: %s is not a request mode", ErrLinkUnsupported, mode)
 	}
@@ -118,6 +124,9 @@ func (in *Ingest) insertFile(ctx context.Context, path string, mode LinkMode) (O
 	o, _ := h.object(InsertOptions{})
 	if err := unchanged(src, &before); err != nil {
 		return o, LinkResult{}, err
+	}
+	if want != (Digest{}) && o.Digest != want {
+		return o, LinkResult{}, fmt.Errorf("%w: %s hashes to %s, expected %s", ErrDigestMismatch, path, o.Digest, want)
 	}
 	return in.linkIn(ctx, o, src, &before, mode)
 }
