@@ -32,6 +32,7 @@ type core struct {
 	run     string // <runroot>/cfs
 	opts    Options
 	objects *dedup.Store
+	host    *hostShare // nil without a host repository
 
 	mu     sync.Mutex
 	mounts map[string]*mountState
@@ -43,7 +44,7 @@ type core struct {
 // newCore opens (creating if needed) the driver's home and object store
 // and removes leftovers of interrupted work.
 func newCore(home, runRoot string, opts Options) (*core, error) {
-	d := &core{home: home, run: filepath.Join(runRoot, "cfs"), opts: opts, mounts: map[string]*mountState{}}
+	d := &core{home: home, run: filepath.Join(runRoot, "cfs"), opts: opts, mounts: map[string]*mountState{}, host: newHostShare(home, opts)}
 	for _, dir := range []string{home, filepath.Join(home, "layers"), filepath.Join(home, "images"), filepath.Join(home, "tmp"), d.run, filepath.Join(d.run, "mnt")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("cfs: create %s: %w", dir, err)
@@ -107,6 +108,9 @@ func (d *core) close() error {
 		if _, gerr := d.objects.GC(context.Background()); gerr != nil {
 			err = fmt.Errorf("cfs: collect unused objects: %w", gerr)
 		}
+	}
+	if cerr := d.host.close(); err == nil {
+		err = cerr
 	}
 	if cerr := d.objects.Close(); err == nil {
 		err = cerr
@@ -239,7 +243,11 @@ func (d *core) commitLayer(ctx context.Context, id string, m layerMeta, build fu
 			in.Abort()
 		}
 	}()
-	diff, err := build(ingestContents{in})
+	insertOpts, err := d.host.insertOptions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	diff, err := build(ingestContents{in: in, opts: insertOpts})
 	if err != nil {
 		return nil, err
 	}

@@ -38,7 +38,7 @@ func (d *core) readableDiffTree(ctx context.Context, id, parent string) (*tree.T
 	if err != nil {
 		return nil, nil, err
 	}
-	t, m, err := d.diffTree(ctx, id, ingestContents{session})
+	t, m, err := d.diffTree(ctx, id, ingestContents{in: session})
 	if err == nil && parent != m.Parent {
 		err = fmt.Errorf("cfs: diff of %s against %q: only its parent %q is supported", id, parent, m.Parent)
 	}

@@ -18,11 +18,14 @@ import (
 
 // ingestContents puts layer contents into the object store, pinned by
 // an ingest session until the layer's refs are committed.
-type ingestContents struct{ in *dedup.Ingest }
+type ingestContents struct {
+	in   *dedup.Ingest
+	opts dedup.InsertOptions
+}
 
 // Put implements layers.Contents.
 func (s ingestContents) Put(ctx context.Context, r io.Reader, size int64) (layers.Object, error) {
-	obj, err := s.in.Insert(ctx, io.LimitReader(r, size), dedup.InsertOptions{})
+	obj, err := s.in.Insert(ctx, io.LimitReader(r, size), s.opts)
 	if err != nil {
 		return layers.Object{}, err
 	}

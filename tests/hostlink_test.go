@@ -1,0 +1,213 @@
+package tests
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	storage "go.podman.io/storage"
+	"go.podman.io/storage/types"
+	"golang.org/x/sys/unix"
+
+	"github.com/cfs-storage/cfs-storage/dedup/fsverity"
+	"github.com/cfs-storage/cfs-storage/driver"
+	"github.com/cfs-storage/cfs-storage/tests/tarfix"
+	"github.com/cfs-storage/cfs-storage/tests/testutil"
+)
+
+// hostFiles are the host's files: contents a container layer shares.
+var hostFiles = map[string]string{
+	"usr/lib/libshared.so": strings.Repeat("a shared library ", 2000),
+	"usr/bin/tool":         strings.Repeat("a shared binary ", 500),
+	"etc/host-only.conf":   strings.Repeat("only on the host ", 50),
+}
+
+// makeHostRepo commits hostFiles into a real ostree repository of the
+// given mode with Debian's ostree and returns its path.
+func makeHostRepo(t *testing.T, mode string) string {
+	t.Helper()
+	ostree := testutil.RequireTool(t, "ostree")
+	dir := t.TempDir()
+	src, repo := filepath.Join(dir, "rootfs"), filepath.Join(dir, "repo")
+	for p, content := range hostFiles {
+		full := filepath.Join(src, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{
+		{"init", "--repo=" + repo, "--mode=" + mode},
+		{"commit", "--repo=" + repo, "--branch=host", "--tree=dir=" + src},
+	} {
+		if out, err := exec.Command(ostree, args...).CombinedOutput(); err != nil {
+			t.Fatalf("ostree %v: %v\n%s", args, err, out)
+		}
+	}
+	return repo
+}
+
+// hostObjectState records every host file object's inode metadata.
+func hostObjectState(t *testing.T, repo string) map[string]string {
+	t.Helper()
+	state := map[string]string{}
+	paths, _ := filepath.Glob(filepath.Join(repo, "objects", "*", "*.file"))
+	for _, p := range paths {
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		data, _ := os.ReadFile(p)
+		state[p] = fmt.Sprintf("mode=%o uid=%d gid=%d mtime=%d size=%d sum=%x", st.Mode, st.Uid, st.Gid, st.Mtim.Nano(), st.Size, fsverity.DigestBytes(data))
+	}
+	if len(state) == 0 {
+		t.Fatalf("no file objects in %s", repo)
+	}
+	return state
+}
+
+func ostreeFsck(t *testing.T, repo string) {
+	t.Helper()
+	if out, err := exec.Command("ostree", "fsck", "--repo="+repo).CombinedOutput(); err != nil {
+		t.Fatalf("ostree fsck %s: %v\n%s", repo, err, out)
+	}
+}
+
+// TestHostLinking pulls a layer that shares contents with a real ostree
+// repository (with other owners and modes than the host's) and checks
+// that with hard links the store's objects are the host's inodes, with
+// copies they are not, the container sees the layer's metadata and
+// content, the host repository is untouched (ostree fsck, every object's
+// metadata), and after `ostree prune` of the host commit the container
+// still reads everything.
+func TestHostLinking(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, tc := range []struct{ repoMode, link string }{
+		{"bare", "auto"}, {"bare", "hardlink"}, {"bare-user", "auto"}, {"bare", "copy"},
+	} {
+		t.Run(tc.repoMode+"/"+tc.link, func(t *testing.T) {
+			repo := makeHostRepo(t, tc.repoMode)
+			before := hostObjectState(t, repo)
+			store := openStoreOpts(t, "cfs", "cfs.host_repo="+repo, "cfs.host_link="+tc.link)
+			layerTar, err := tarfix.Tar(
+				tarfix.Dir("usr/"), tarfix.Dir("usr/lib/"), tarfix.Dir("usr/bin/"),
+				tarfix.FileMode("usr/lib/libshared.so", hostFiles["usr/lib/libshared.so"], 0o644, 0, 0),
+				tarfix.FileMode("usr/bin/tool", hostFiles["usr/bin/tool"], 0o4711, 1000, 1000),
+				tarfix.File("new-in-container", strings.Repeat("not on the host ", 100)),
+			)
+			if err != nil {
+				t.Fatal(err)
+			}
+			layer, _, err := store.PutLayer("", "", nil, "", false, nil, bytes.NewReader(layerTar))
+			if err != nil {
+				t.Fatal(err)
+			}
+			gd, err := store.GraphDriver()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ext, ok := driver.AsExtension(gd)
+			if !ok {
+				t.Fatal("store's driver is not cfs")
+			}
+			for _, p := range []string{"usr/lib/libshared.so", "usr/bin/tool"} {
+				obj := ext.Objects().Path(fsverity.DigestBytes([]byte(hostFiles[p])))
+				shared := sharesInodeWithRepo(t, obj, repo)
+				if want := tc.link != "copy"; shared != want {
+					t.Errorf("%s: object shares the host inode = %v, want %v", p, shared, want)
+				}
+			}
+			ostreeFsck(t, repo)
+			if after := hostObjectState(t, repo); !mapsEqual(before, after) {
+				t.Fatalf("host objects changed:\nbefore %v\nafter  %v", before, after)
+			}
+			if out, err := exec.Command("ostree", "refs", "--repo="+repo, "--delete", "host").CombinedOutput(); err != nil {
+				t.Fatalf("delete ref: %v\n%s", err, out)
+			}
+			if out, err := exec.Command("ostree", "prune", "--repo="+repo, "--refs-only").CombinedOutput(); err != nil {
+				t.Fatalf("ostree prune: %v\n%s", err, out)
+			}
+			checkContainerFiles(t, store, layer.ID)
+		})
+	}
+}
+
+func sharesInodeWithRepo(t *testing.T, obj, repo string) bool {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(obj, &st); err != nil {
+		t.Fatalf("object %s: %v", obj, err)
+	}
+	paths, _ := filepath.Glob(filepath.Join(repo, "objects", "*", "*.file"))
+	for _, p := range paths {
+		var hs unix.Stat_t
+		if unix.Stat(p, &hs) == nil && hs.Ino == st.Ino && hs.Dev == st.Dev {
+			return true
+		}
+	}
+	return false
+}
+
+func checkContainerFiles(t *testing.T, store storage.Store, layerID string) {
+	t.Helper()
+	img, err := store.CreateImage("", nil, layerID, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctr, err := store.CreateContainer("", nil, img.ID, "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mnt, err := store.Mount(ctr.ID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Unmount(ctr.ID, true)
+	for p, content := range map[string]string{"usr/lib/libshared.so": hostFiles["usr/lib/libshared.so"], "usr/bin/tool": hostFiles["usr/bin/tool"]} {
+		got, err := os.ReadFile(filepath.Join(mnt, p))
+		if err != nil || string(got) != content {
+			t.Fatalf("%s in the container after prune: %v (%d bytes)", p, err, len(got))
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(mnt, "usr/bin/tool"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode&0o7777 != 0o4711 || st.Uid != 1000 {
+		t.Errorf("usr/bin/tool in the container: mode %o uid %d, want the layer's 4711 and 1000", st.Mode&0o7777, st.Uid)
+	}
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func openStoreOpts(t *testing.T, driverName string, opts ...string) storage.Store {
+	t.Helper()
+	dir := t.TempDir()
+	store, err := storage.GetStore(types.StoreOptions{
+		RunRoot:            filepath.Join(dir, "run"),
+		GraphRoot:          filepath.Join(dir, "root"),
+		GraphDriverName:    driverName,
+		GraphDriverOptions: opts,
+	})
+	if err != nil {
+		t.Fatalf("open %s store: %v", driverName, err)
+	}
+	t.Cleanup(func() { store.Shutdown(true) })
+	return store
+}
