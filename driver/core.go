@@ -131,11 +131,14 @@ func (d *core) create(ctx context.Context, id, parent string, container bool) er
 		if err := d.seal(ctx, parent); err != nil {
 			return fmt.Errorf("cfs: create %s on %s: %w", id, parent, err)
 		}
-		flat, err := d.flatTree(ctx, parent)
+		if err := d.ensureFlat(ctx, parent); err != nil {
+			return fmt.Errorf("cfs: create %s on %s: %w", id, parent, err)
+		}
+		root, err := imageRoot(d.flatImage(parent))
 		if err != nil {
 			return fmt.Errorf("cfs: create %s on %s: %w", id, parent, err)
 		}
-		rootMode, rootUID, rootGID = flat.Root.Mode&0o7777, flat.Root.UID, flat.Root.GID
+		rootMode, rootUID, rootGID = root.Mode&0o7777, root.UID, root.GID
 	}
 	tmp, err := os.MkdirTemp(filepath.Join(d.home, "layers"), ".new-")
 	if err != nil {

@@ -86,6 +86,32 @@ func writeImage(path string, t *tree.Tree) error {
 	return nil
 }
 
+// imageRoot reads only the root directory's inode of the image at path.
+func imageRoot(path string) (erofs.InodeInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return erofs.InodeInfo{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return erofs.InodeInfo{}, err
+	}
+	img, err := erofs.Open(f, st.Size())
+	if err != nil {
+		return erofs.InodeInfo{}, fmt.Errorf("image %s: %w", path, err)
+	}
+	fi, err := img.Lstat(".")
+	if err != nil {
+		return erofs.InodeInfo{}, fmt.Errorf("image %s: root: %w", path, err)
+	}
+	info, ok := fi.Sys().(*erofs.InodeInfo)
+	if !ok || info == nil {
+		return erofs.InodeInfo{}, fmt.Errorf("image %s: root has no inode information", path)
+	}
+	return *info, nil
+}
+
 // readImage reads the composefs tree of the image at path.
 func readImage(path string) (*tree.Tree, error) {
 	f, err := os.Open(path)
