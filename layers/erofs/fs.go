@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -124,18 +125,15 @@ func (img *Image) entryNid(dir *rawInode, name string) (uint64, bool, error) {
 	if dir.typ() != tree.TypeDir {
 		return 0, false, errNotDir
 	}
-	data, err := img.data(dir, uint64(img.size))
+	ents, err := img.sortedDir(dir)
 	if err != nil {
 		return 0, false, err
 	}
-	found, nid := false, uint64(0)
-	err = eachDirent(data, func(n []byte, id uint64, _ uint8) bool {
-		if string(n) == name {
-			found, nid = true, id
-		}
-		return !found
-	})
-	return nid, found, err
+	i, found := slices.BinarySearchFunc(ents, name, func(e rawDirent, n string) int { return strings.Compare(e.name, n) })
+	if !found {
+		return 0, false, nil
+	}
+	return ents[i].nid, true, nil
 }
 
 func pathErr(op, name string, err error) error {
@@ -237,7 +235,10 @@ func (img *Image) ReadDir(name string) ([]fs.DirEntry, error) {
 }
 
 func (img *Image) dirEntries(ri *rawInode) ([]fs.DirEntry, error) {
-	raw, err := img.readDir(ri)
+	if ri.typ() != tree.TypeDir {
+		return nil, errNotDir
+	}
+	raw, err := img.sortedDir(ri)
 	if err != nil {
 		return nil, err
 	}

@@ -31,6 +31,7 @@ type Image struct {
 	build    tree.Time
 	xattrBlk int64
 	objects  fs.FS
+	cache    *dirCache // shared by copies made by WithObjects
 }
 
 // Open reads the header and superblock of the image of size bytes in r.
@@ -65,6 +66,7 @@ func Open(r io.ReaderAt, size int64) (*Image, error) {
 		inos:     le.Uint64(sb[offSbInos:]),
 		build:    tree.Time{Sec: int64(le.Uint64(sb[offSbBuildTime:])), Nsec: le.Uint32(sb[offSbBuildTimeNsec:])},
 		xattrBlk: int64(le.Uint32(sb[offSbXattrBlkAddr:])),
+		cache:    &dirCache{},
 	}, nil
 }
 
