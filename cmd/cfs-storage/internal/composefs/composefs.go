@@ -1,0 +1,200 @@
+// Package composefs implements the composefs tools of cfs-storage:
+// `mkcomposefs` (an image from a dumpfile or a directory) and
+// `composefs-info` (dump an image, list its objects), spelled like
+// libcomposefs' own tools and writing the same bytes.
+package composefs
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+
+	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/app"
+	"github.com/cfs-storage/cfs-storage/dedup/fsverity"
+	"github.com/cfs-storage/cfs-storage/layers"
+	"github.com/cfs-storage/cfs-storage/layers/dumpfile"
+	"github.com/cfs-storage/cfs-storage/layers/erofs"
+	"github.com/cfs-storage/cfs-storage/layers/tree"
+)
+
+// Commands returns mkcomposefs and composefs-info.
+func Commands() []app.Command {
+	return []app.Command{
+		{Name: "mkcomposefs", Usage: "[--min-version=N] [--max-version=N] [--print-digest] [--digest-store=DIR] [--from-file] SOURCE IMAGE|-",
+			Help: "write a composefs image from a dumpfile (--from-file) or a directory", Run: runMkcomposefs},
+		{Name: "composefs-info", Usage: "dump|objects IMAGE",
+			Help: "print a composefs image as a dumpfile, or the objects it uses", Run: runInfo},
+	}
+}
+
+func runMkcomposefs(ctx context.Context, g *app.Globals, args []string) error {
+	fs := app.NewFlags("mkcomposefs", Commands()[0].Usage, g.Stderr)
+	minV := fs.Uint("min-version", 0, "lowest composefs format version")
+	maxV := fs.Uint("max-version", 1, "highest composefs format version (1 is used only for whiteouts)")
+	printDigest := fs.Bool("print-digest", false, "print the image's fs-verity digest")
+	fromFile := fs.Bool("from-file", false, "SOURCE is a dumpfile (- for stdin)")
+	store := fs.String("digest-store", "", "copy file contents into DIR as xx/<62 hex> objects (directory source)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		fs.Usage()
+		return fmt.Errorf("mkcomposefs: want SOURCE and IMAGE, got %d arguments", fs.NArg())
+	}
+	src, dst := fs.Arg(0), fs.Arg(1)
+	if *minV > 1 || *maxV > 1 {
+		return fmt.Errorf("mkcomposefs: format versions are 0 and 1")
+	}
+	var t *tree.Tree
+	var err error
+	if *fromFile {
+		if *store != "" {
+			return fmt.Errorf("mkcomposefs: --digest-store applies to a directory source, not --from-file")
+		}
+		t, err = readDump(src, g)
+	} else {
+		t, err = readDir(ctx, src, *store)
+	}
+	if err != nil {
+		return err
+	}
+	return writeImage(t, dst, erofs.Options{MinVersion: uint32(*minV), MaxVersion: uint32(*maxV)}, *printDigest, g)
+}
+
+// readDump parses a dumpfile strictly, as mkcomposefs does by default.
+func readDump(src string, g *app.Globals) (*tree.Tree, error) {
+	var r io.Reader = os.Stdin
+	if src != "-" {
+		f, err := os.Open(src)
+		if err != nil {
+			return nil, fmt.Errorf("mkcomposefs: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	t, err := dumpfile.Parse(r, dumpfile.Options{Strict: os.Getenv("CFS_PARSE_STRICT") != "0"})
+	if err != nil {
+		return nil, fmt.Errorf("mkcomposefs: %s: %w", src, err)
+	}
+	return t, nil
+}
+
+// readDir reads a directory tree: files of 1..64 bytes inline, others
+// external, named by fs-verity digest (and copied into store if set).
+func readDir(ctx context.Context, src, store string) (*tree.Tree, error) {
+	var contents layers.Contents = hashOnly{}
+	if store != "" {
+		contents = digestStore{dir: store}
+	}
+	t, err := layers.FromUpper(ctx, src, nil, contents, layers.IngestOptions{InlineLimit: 64})
+	if err != nil {
+		return nil, fmt.Errorf("mkcomposefs: %s: %w", src, err)
+	}
+	return t, nil
+}
+
+func writeImage(t *tree.Tree, dst string, opts erofs.Options, printDigest bool, g *app.Globals) error {
+	var w io.Writer = g.Stdout
+	var f *os.File
+	if dst != "-" {
+		var err error
+		if f, err = os.CreateTemp(dirOf(dst), ".mkcomposefs-"); err != nil {
+			return fmt.Errorf("mkcomposefs: %w", err)
+		}
+		defer os.Remove(f.Name())
+		defer f.Close()
+		w = f
+	}
+	h := fsverity.New()
+	if err := erofs.Write(io.MultiWriter(w, h), t, opts); err != nil {
+		return fmt.Errorf("mkcomposefs: %w", err)
+	}
+	if f != nil {
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("mkcomposefs: %w", err)
+		}
+		if err := os.Rename(f.Name(), dst); err != nil {
+			return fmt.Errorf("mkcomposefs: %w", err)
+		}
+	}
+	if printDigest {
+		fmt.Fprintln(g.Stdout, fsverity.Hex(h.Sum32()))
+	}
+	return nil
+}
+
+func dirOf(p string) string {
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] == '/' {
+			return p[:i+1]
+		}
+	}
+	return "."
+}
+
+func runInfo(ctx context.Context, g *app.Globals, args []string) error {
+	fs := app.NewFlags("composefs-info", Commands()[1].Usage, g.Stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 || (fs.Arg(0) != "dump" && fs.Arg(0) != "objects") {
+		fs.Usage()
+		return fmt.Errorf("composefs-info: want dump|objects IMAGE")
+	}
+	t, err := openTree(fs.Arg(1))
+	if err != nil {
+		return err
+	}
+	if fs.Arg(0) == "dump" {
+		return dumpfile.Write(g.Stdout, t)
+	}
+	return listObjects(g.Stdout, t)
+}
+
+func openTree(path string) (*tree.Tree, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("composefs-info: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("composefs-info: %w", err)
+	}
+	img, err := erofs.Open(f, st.Size())
+	if err != nil {
+		return nil, fmt.Errorf("composefs-info: %s: %w", path, err)
+	}
+	t, err := img.Tree()
+	if err != nil {
+		return nil, fmt.Errorf("composefs-info: %s: %w", path, err)
+	}
+	return t, nil
+}
+
+// listObjects prints each backing object path once, sorted.
+func listObjects(w io.Writer, t *tree.Tree) error {
+	seen := map[string]bool{}
+	err := t.Walk(func(_ string, e tree.Dirent) error {
+		if e.Node.IsExternal() && e.Node.Payload != "" {
+			seen[e.Node.Payload] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	paths := make([]string, 0, len(seen))
+	for p := range seen {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		if _, err := fmt.Fprintln(w, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}

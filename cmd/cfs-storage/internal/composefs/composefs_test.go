@@ -1,0 +1,187 @@
+package composefs
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/app"
+	"github.com/cfs-storage/cfs-storage/tests/testutil"
+)
+
+func corpus(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.Abs("../../../../../shared/conformance/composefs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("conformance corpus missing (../shared beside the checkout): %v", err)
+	}
+	return dir
+}
+
+func run(t *testing.T, name string, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	g := &app.Globals{Stdout: &out, Stderr: &errOut}
+	for _, c := range Commands() {
+		if c.Name == name {
+			err := c.Run(context.Background(), g, args)
+			return out.String(), err
+		}
+	}
+	t.Fatalf("no command %s", name)
+	return "", nil
+}
+
+// plainDump writes the corpus file (gunzipped) to a temp file.
+func plainDump(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.HasSuffix(path, ".gz") {
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if data, err = io.ReadAll(zr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := filepath.Join(t.TempDir(), strings.TrimSuffix(filepath.Base(path), ".gz"))
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestMkcomposefsCorpus runs the command as the corpus README says the
+// reference runs, and checks each image's sha256; then dumps the image
+// with composefs-info, rebuilds from that dump and gets the same bytes.
+func TestMkcomposefsCorpus(t *testing.T) {
+	dir := corpus(t)
+	sums, _ := filepath.Glob(filepath.Join(dir, "*.sha256"))
+	if len(sums) < 10 {
+		t.Fatalf("only %d expected checksums in the corpus", len(sums))
+	}
+	lenient := map[string]bool{"no-newline.dump": true, "longlink.dump": true, "honggfuzz-longlink-unterminated.dump": true}
+	for _, sumFile := range sums {
+		name := strings.TrimSuffix(filepath.Base(sumFile), ".sha256")
+		t.Run(name, func(t *testing.T) {
+			want, _ := os.ReadFile(sumFile)
+			args := []string{}
+			if v, err := os.ReadFile(filepath.Join(dir, name+".version")); err == nil {
+				ver := strings.TrimSpace(string(v))
+				args = append(args, "--min-version="+ver, "--max-version="+ver)
+			}
+			if lenient[strings.TrimSuffix(name, ".gz")] {
+				t.Setenv("CFS_PARSE_STRICT", "0")
+			}
+			dump := plainDump(t, filepath.Join(dir, name))
+			img := filepath.Join(t.TempDir(), "image")
+			if _, err := run(t, "mkcomposefs", append(args, "--from-file", dump, img)...); err != nil {
+				t.Fatal(err)
+			}
+			data, _ := os.ReadFile(img)
+			sum := sha256.Sum256(data)
+			if got := hex.EncodeToString(sum[:]); got != strings.Fields(string(want))[0] {
+				t.Fatalf("image sha256 %s, want %s", got, strings.Fields(string(want))[0])
+			}
+			printed, err := run(t, "composefs-info", "dump", img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again := filepath.Join(t.TempDir(), "again.dump")
+			os.WriteFile(again, []byte(printed), 0o644)
+			img2 := filepath.Join(t.TempDir(), "image2")
+			t.Setenv("CFS_PARSE_STRICT", "0")
+			if _, err := run(t, "mkcomposefs", append(args, "--from-file", again, img2)...); err != nil {
+				t.Fatalf("rebuild from composefs-info dump: %v", err)
+			}
+			if data2, _ := os.ReadFile(img2); !bytes.Equal(data, data2) {
+				t.Fatalf("dump → image → dump → image changed the bytes")
+			}
+		})
+	}
+}
+
+func TestMkcomposefsRejects(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join(corpus(t), "should-fail-*.dump"))
+	if len(files) == 0 {
+		t.Fatal("no should-fail cases")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			img := filepath.Join(t.TempDir(), "image")
+			if _, err := run(t, "mkcomposefs", "--from-file", f, img); err == nil {
+				t.Fatal("accepted")
+			}
+			if _, err := os.Stat(img); !os.IsNotExist(err) {
+				t.Fatalf("an image was left behind: %v", err)
+			}
+		})
+	}
+}
+
+// TestMkcomposefsDirectory builds an image from a directory with a digest
+// store, mounts it over the store, and compares the mounted tree with the
+// source.
+func TestMkcomposefsDirectory(t *testing.T) {
+	testutil.RequireRoot(t)
+	work := t.TempDir()
+	src, store, img := filepath.Join(work, "src"), filepath.Join(work, "objects"), filepath.Join(work, "img.cfs")
+	files := map[string]string{"small": "tiny", "big/lib.so": strings.Repeat("library ", 1000), "big/copy.so": strings.Repeat("library ", 1000), "empty": ""}
+	for p, c := range files {
+		os.MkdirAll(filepath.Join(src, filepath.Dir(p)), 0o755)
+		if err := os.WriteFile(filepath.Join(src, p), []byte(c), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Symlink("big/lib.so", filepath.Join(src, "link"))
+	os.Link(filepath.Join(src, "small"), filepath.Join(src, "small-hardlink"))
+	out, err := run(t, "mkcomposefs", "--print-digest", "--digest-store="+store, src, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(strings.TrimSpace(out)) != 64 {
+		t.Fatalf("--print-digest printed %q", out)
+	}
+	objects, err := run(t, "composefs-info", "objects", img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Fields(objects)
+	if len(lines) != 1 {
+		t.Fatalf("objects %v: want one (two files share a content, small ones are inline)", lines)
+	}
+	if _, err := os.Stat(filepath.Join(store, lines[0])); err != nil {
+		t.Fatalf("object not in the digest store: %v", err)
+	}
+	erofsMnt, merged := filepath.Join(work, "e"), filepath.Join(work, "m")
+	os.Mkdir(erofsMnt, 0o755)
+	os.Mkdir(merged, 0o755)
+	testutil.MountErofs(t, img, erofsMnt)
+	testutil.MountOverlay(t, testutil.Overlay{Lower: []string{erofsMnt}, DataLower: []string{store}}, merged)
+	want, err := testutil.ListTree(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := testutil.ListTree(merged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(want[1:], got[1:]) {
+		t.Fatalf("mounted image differs from its source:\n--- source\n%s\n--- mounted\n%s", strings.Join(want, "\n"), strings.Join(got, "\n"))
+	}
+}
