@@ -82,6 +82,11 @@ type pairInfo struct {
 func (p *plan) chooseShared() {
 	pairs := make(map[string]map[string]*pairInfo)
 	var shareable []sharedXattr
+	total := 0
+	for _, in := range p.inodes {
+		total += len(in.xattrs)
+	}
+	p.pairRefs = make([]*pairInfo, 0, total)
 	for _, in := range p.inodes {
 		in.xref = int32(len(p.pairRefs))
 		for _, x := range in.xattrs {
