@@ -112,10 +112,8 @@ func (a *adapter[F]) Exists(id string) bool { return a.exists(id) }
 // ListLayers returns every layer's ID.
 func (a *adapter[F]) ListLayers() ([]string, error) { return a.listLayers() }
 
-// Status reports the driver's state.
-func (a *adapter[F]) Status() [][2]string {
-	return [][2]string{{"Home", a.home}, {"Objects", a.objects.ObjectsDir()}, {"Verity", a.opts.Verity}}
-}
+// Status reports the driver's state (as `podman info` shows it).
+func (a *adapter[F]) Status() [][2]string { return a.status(context.Background()) }
 
 // Metadata returns where a layer's files are.
 func (a *adapter[F]) Metadata(id string) (map[string]string, error) {

@@ -226,3 +226,17 @@ func TestAsExtension(t *testing.T) {
 		t.Fatalf("AsExtension(cfs driver) = %v, %v", ext, ok)
 	}
 }
+
+func TestStatusReportsObjects(t *testing.T) {
+	c := newTestCore(t)
+	big := strings.Repeat("status ", 100)
+	applyLayer(t, c, "a", "", mustTar(t, tarfix.File("x", big)))
+	applyLayer(t, c, "b", "", mustTar(t, tarfix.File("y", big)))
+	got := map[string]string{}
+	for _, kv := range c.status(context.Background()) {
+		got[kv[0]] = kv[1]
+	}
+	if got["Objects"] != "1" || got["Deduplicated inserts"] != "1" || got["Layers with objects"] != "2" {
+		t.Fatalf("status after two layers sharing one content: %v", got)
+	}
+}
