@@ -117,3 +117,39 @@ func hasXattr(xs []tree.Xattr, name string) bool {
 	}
 	return false
 }
+
+// TestImageConcurrent reads one Image from several goroutines (run with
+// -race): Image is documented as safe for concurrent use.
+func TestImageConcurrent(t *testing.T) {
+	img := writeImage(t, mountTreeForFS(t), DefaultOptions())
+	im, err := Open(bytes.NewReader(img), int64(len(img)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 4)
+	for g := 0; g < 4; g++ {
+		go func() {
+			_, err := im.Tree()
+			if err == nil {
+				err = fs.WalkDir(im, ".", func(p string, d fs.DirEntry, err error) error {
+					if err != nil {
+						return err
+					}
+					_, err = d.Info()
+					return err
+				})
+			}
+			done <- err
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func mountTreeForFS(t *testing.T) *tree.Tree {
+	tr, _ := mountTree(t)
+	return tr
+}
