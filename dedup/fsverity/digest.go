@@ -98,6 +98,12 @@ func (h *Hasher) Write(p []byte) (int, error) {
 		h.addHash(0, sha256.Sum256(h.block[:]))
 		h.nblock = 0
 	}
+	for useX2 && len(p) >= 2*BlockSize {
+		a, b := sum2(p[:BlockSize], p[BlockSize:2*BlockSize])
+		h.addHash(0, a)
+		h.addHash(0, b)
+		p = p[2*BlockSize:]
+	}
 	for len(p) >= BlockSize {
 		h.addHash(0, sha256.Sum256(p[:BlockSize]))
 		p = p[BlockSize:]
