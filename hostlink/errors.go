@@ -30,3 +30,8 @@ var (
 	// ErrInvalidOptions reports missing or malformed IndexOptions.
 	ErrInvalidOptions = errors.New("hostlink: invalid index options")
 )
+
+// ErrNotStageable reports a host object that a Stager cannot make
+// hard-linkable into the store (another filesystem, no usable namespace
+// helper). The object may still be cloned or copied from its own path.
+var ErrNotStageable = errors.New("hostlink: host object not stageable")
