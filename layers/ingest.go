@@ -33,6 +33,9 @@ const (
 	MaxPathLen = 4096
 	// MaxSymlinkLen is the longest symlink target (composefs: < 4096).
 	MaxSymlinkLen = 4095
+	// DefaultMaxFileSize is the largest regular file composefs can
+	// describe (1024 chunks of 2^43 bytes).
+	DefaultMaxFileSize = 1 << 53
 )
 
 // ErrInvalidTar is wrapped by every error about a malformed or hostile
@@ -65,6 +68,10 @@ type IngestOptions struct {
 	InlineLimit int64
 	// MapIDs, when set, maps every entry's owner.
 	MapIDs IDMapper
+	// MaxFileSize refuses larger regular files (a sparse entry counts at
+	// its expanded size, since its holes are stored as zeros); 0 means
+	// DefaultMaxFileSize.
+	MaxFileSize int64
 }
 
 // IngestStats counts what Ingest read.
@@ -89,6 +96,9 @@ func Ingest(ctx context.Context, r io.Reader, contents Contents, opts IngestOpti
 	in := ingester{t: tree.New(), contents: contents, opts: opts}
 	if in.opts.InlineLimit == 0 {
 		in.opts.InlineLimit = DefaultInlineLimit
+	}
+	if in.opts.MaxFileSize == 0 {
+		in.opts.MaxFileSize = DefaultMaxFileSize
 	}
 	tr := tar.NewReader(r)
 	for {
@@ -316,6 +326,9 @@ func (in *ingester) node(ctx context.Context, hdr *tar.Header, r io.Reader) (*tr
 
 func (in *ingester) content(ctx context.Context, n *tree.Node, hdr *tar.Header, r io.Reader) error {
 	size := hdr.Size
+	if size > in.opts.MaxFileSize {
+		return fmt.Errorf("file of %d bytes is larger than the limit of %d", size, in.opts.MaxFileSize)
+	}
 	n.Size = uint64(size)
 	in.stats.RegularFiles++
 	in.stats.Bytes += size

@@ -143,3 +143,21 @@ func listing(t testing.TB, tr *tree.Tree, m *memContents) string {
 func entryOf(t testing.TB, name string, typ byte, major, minor int64) entry {
 	return entry{hdr: tar.Header{Name: name, Typeflag: typ, Mode: 0o600, Devmajor: major, Devminor: minor}}
 }
+
+// listingNoMtime is listing without mtimes: a tar header keeps whole
+// seconds only.
+func listingNoMtime(t testing.TB, tr *tree.Tree, m *memContents) string {
+	t.Helper()
+	var out []string
+	for _, l := range strings.Split(listing(t, tr, m), "\n") {
+		fields := strings.Fields(l)
+		kept := fields[:0]
+		for _, f := range fields {
+			if !strings.HasPrefix(f, "mtime=") {
+				kept = append(kept, f)
+			}
+		}
+		out = append(out, strings.Join(kept, " "))
+	}
+	return strings.Join(out, "\n")
+}
