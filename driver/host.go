@@ -6,6 +6,7 @@ import (
 	"io"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cfs-storage/cfs-storage/dedup"
 	"github.com/cfs-storage/cfs-storage/dedup/fsverity"
@@ -16,15 +17,30 @@ import (
 // ingestion links the host's object instead of writing the bytes again.
 // The index is built on first use (a stat pass over the host objects),
 // not at Init: most commands never ingest.
+//
+// With host_link auto or hardlink, a found host object is first staged
+// (hostlink.Stager): given a name in <home>/hostlink/staging that is the
+// host inode, so that the store hard-links it within its own mount even
+// when the host repository is on another mount of the filesystem (Fedora
+// CoreOS: /sysroot read-only, /var a bind mount). Where it cannot be
+// staged, auto hands dedup the host path (hard link, else reflink, else
+// copy) and hardlink declines it (the streamed bytes are written).
+// reflink and copy hand dedup the host path in that mode only; where a
+// reflink is impossible (ext4, say) dedup writes the streamed bytes.
 type hostShare struct {
-	repoPath string
-	cacheDir string
-	minSize  int64
-	mode     dedup.LinkMode
+	repoPath   string
+	cacheDir   string
+	stagingDir string
+	minSize    int64
+	linkName   string
+	mode       dedup.LinkMode
 
-	once  sync.Once
-	index *hostlink.Index
-	err   error
+	once   sync.Once
+	index  *hostlink.Index
+	stager *hostlink.Stager // nil unless mode is auto or hardlink
+	// staged is stager, for status readers outside the ingest path.
+	staged atomic.Pointer[hostlink.Stager]
+	err    error
 }
 
 func newHostShare(home string, opts Options) *hostShare {
@@ -32,28 +48,48 @@ func newHostShare(home string, opts Options) *hostShare {
 		return nil
 	}
 	mode := map[string]dedup.LinkMode{"auto": dedup.LinkAuto, "hardlink": dedup.LinkHardlink, "reflink": dedup.LinkReflink, "copy": dedup.LinkCopy}[opts.HostLink]
-	return &hostShare{repoPath: opts.HostRepo, cacheDir: filepath.Join(home, "hostlink"), minSize: opts.InlineThreshold + 1, mode: mode}
+	return &hostShare{
+		repoPath:   opts.HostRepo,
+		cacheDir:   filepath.Join(home, "hostlink"),
+		stagingDir: filepath.Join(home, "hostlink", "staging"),
+		minSize:    opts.InlineThreshold + 1,
+		linkName:   opts.HostLink,
+		mode:       mode,
+	}
 }
 
-// open builds the index once.
+// open builds the index and the stager once.
 func (h *hostShare) open(ctx context.Context) (*hostlink.Index, error) {
 	h.once.Do(func() {
-		repo, err := hostlink.OpenRepo(h.repoPath)
-		if err != nil {
-			h.err = fmt.Errorf("cfs: host repository %s (option host_repo): %w", h.repoPath, err)
+		h.index, h.err = h.openIndex(ctx)
+		if h.err != nil || (h.mode != dedup.LinkAuto && h.mode != dedup.LinkHardlink) {
 			return
 		}
-		h.index, err = hostlink.NewIndex(ctx, repo, hostlink.IndexOptions{
-			CacheDir: h.cacheDir,
-			Hash:     fsverityDigest,
-			HashName: "fsverity-sha256",
-			MinSize:  h.minSize,
-		})
-		if err != nil {
-			h.err = fmt.Errorf("cfs: index host repository %s: %w", h.repoPath, err)
+		h.stager, h.err = hostlink.NewStager(hostlink.StagerOptions{Dir: h.stagingDir, Repo: h.repoPath, Helper: stageHelperCommand})
+		h.staged.Store(h.stager)
+		if h.err != nil {
+			h.err = fmt.Errorf("cfs: host link staging (option host_link=%s): %w", h.linkName, h.err)
 		}
 	})
 	return h.index, h.err
+}
+
+// openIndex opens the host repository and builds its content index.
+func (h *hostShare) openIndex(ctx context.Context) (*hostlink.Index, error) {
+	repo, err := hostlink.OpenRepo(h.repoPath)
+	if err != nil {
+		return nil, fmt.Errorf("cfs: host repository %s (option host_repo): %w", h.repoPath, err)
+	}
+	index, err := hostlink.NewIndex(ctx, repo, hostlink.IndexOptions{
+		CacheDir: h.cacheDir,
+		Hash:     fsverityDigest,
+		HashName: "fsverity-sha256",
+		MinSize:  h.minSize,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cfs: index host repository %s: %w", h.repoPath, err)
+	}
+	return index, nil
 }
 
 func fsverityDigest(r io.Reader) ([32]byte, error) {
@@ -72,18 +108,44 @@ func (h *hostShare) insertOptions(ctx context.Context) (dedup.InsertOptions, err
 	if err != nil {
 		return dedup.InsertOptions{}, err
 	}
-	return dedup.InsertOptions{
-		AlternateMode: h.mode,
-		Alternate: func(ctx context.Context, d dedup.Digest, size int64) (string, func(), bool) {
-			p, ok, err := index.Lookup(ctx, size, d)
-			return p, nil, err == nil && ok
-		},
-	}, nil
+	return dedup.InsertOptions{AlternateMode: h.mode, Alternate: h.alternate(index)}, nil
+}
+
+// alternate returns the dedup Alternate callback: the host object with
+// the content, staged when the mode wants a hard link.
+func (h *hostShare) alternate(index *hostlink.Index) func(context.Context, dedup.Digest, int64) (string, func(), bool) {
+	return func(ctx context.Context, d dedup.Digest, size int64) (string, func(), bool) {
+		p, ok, err := index.Lookup(ctx, size, d)
+		if err != nil || !ok {
+			return "", nil, false
+		}
+		if h.stager == nil {
+			return p, nil, true
+		}
+		staged, release, err := h.stager.Stage(ctx, p)
+		switch {
+		case err == nil:
+			return staged, release, true
+		case h.mode == dedup.LinkHardlink:
+			return "", nil, false // no hard link possible: write the stream
+		default:
+			return p, nil, true // dedup tries a hard link, a reflink, a copy
+		}
+	}
 }
 
 func (h *hostShare) close() error {
-	if h == nil || h.index == nil {
+	if h == nil {
 		return nil
 	}
-	return h.index.Close()
+	var err error
+	if h.stager != nil {
+		err = h.stager.Close()
+	}
+	if h.index != nil {
+		if cerr := h.index.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
 }

@@ -1,0 +1,53 @@
+package driver
+
+import (
+	"fmt"
+	"os/exec"
+
+	"go.podman.io/storage/pkg/reexec"
+
+	"github.com/cfs-storage/cfs-storage/dedup"
+	"github.com/cfs-storage/cfs-storage/hostlink"
+)
+
+// The host link staging helper runs in a re-executed copy of the program
+// (c/storage's reexec: the program's main calls reexec.Init first, as
+// podman and cfs-storage do), since a multi-threaded Go process cannot
+// enter a new mount namespace itself.
+func init() {
+	reexec.Register(hostlink.StageHelperName, hostlink.StageHelperMain)
+}
+
+// stageHelperCommand is hostlink.StagerOptions.Helper: the command that
+// re-executes this program as the staging helper. A program that never
+// called reexec.Init gets an error (the host objects are then cloned or
+// copied) instead of reexec's panic.
+func stageHelperCommand(args ...string) (cmd *exec.Cmd, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			cmd, err = nil, fmt.Errorf("cfs: cannot run the host link helper (the program's main must call reexec.Init): %v", r)
+		}
+	}()
+	return reexec.Command(args...), nil
+}
+
+// hostStatus returns the driver's Status lines about host sharing: the
+// repository and link mode, how the objects linked from the host were
+// stored (cumulative counts from the store's counters, every process
+// included), and how this process staged them for hard links.
+func hostStatus(h *hostShare, st dedup.Stats) [][2]string {
+	if h == nil {
+		return [][2]string{{"Host repo", "none"}}
+	}
+	c := func(m dedup.LinkMode) string { return fmt.Sprint(st.ByMode[m].Objects) }
+	lines := [][2]string{
+		{"Host repo", h.repoPath},
+		{"Host link", h.linkName},
+		{"Host-linked objects (hardlink/reflink/copy)", c(dedup.LinkHardlink) + "/" + c(dedup.LinkReflink) + "/" + c(dedup.LinkCopy)},
+	}
+	if stager := h.staged.Load(); stager != nil {
+		s := stager.Stats()
+		lines = append(lines, [2]string{"Host link staging (direct/namespace/failed)", fmt.Sprintf("%d/%d/%d", s.Direct, s.Namespace, s.Failed)})
+	}
+	return lines
+}
