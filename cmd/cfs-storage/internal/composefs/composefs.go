@@ -6,6 +6,7 @@ package composefs
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -46,6 +47,13 @@ func runMkcomposefs(ctx context.Context, g *app.Globals, args []string) error {
 	src, dst := fs.Arg(0), fs.Arg(1)
 	if *minV > 1 || *maxV > 1 {
 		return fmt.Errorf("mkcomposefs: format versions are 0 and 1")
+	}
+	// As mkcomposefs: with neither flag the defaults are 0 and 1; once
+	// either is given, the other defaults to 0.
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["min-version"] && !set["max-version"] {
+		*maxV = 0
 	}
 	var t *tree.Tree
 	var err error
