@@ -12,7 +12,7 @@ export GOFLAGS := -tags=$(TAGS)
 
 # Debian packages the tests and the benchmark use.
 APT_PACKAGES := ostree crun runc debootstrap xfsprogs attr erofs-utils fsverity \
-	e2fsprogs util-linux
+	e2fsprogs util-linux docker-registry
 
 BIN := bin
 

@@ -12,12 +12,25 @@ import (
 	"go.podman.io/storage/pkg/reexec"
 
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/app"
+	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/containers"
+	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/images"
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/selfcheck"
 )
 
 func commands() []app.Command {
 	return []app.Command{
 		selfcheck.Command(),
+		images.PullCommand(),
+		images.PushCommand(),
+		images.SaveCommand(),
+		images.ImagesCommand(),
+		images.RmiCommand(),
+		containers.CreateCommand(),
+		containers.RmCommand(),
+		containers.MountCommand(),
+		containers.UmountCommand(),
+		containers.PsCommand(),
+		containers.RunCommand(),
 	}
 }
 

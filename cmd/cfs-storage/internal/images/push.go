@@ -1,0 +1,149 @@
+package images
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"go.podman.io/image/v5/copy"
+	"go.podman.io/image/v5/types"
+	storage "go.podman.io/storage"
+
+	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/app"
+)
+
+// PushOptions tune Push.
+type PushOptions struct {
+	TransportOptions
+	// DisableCompression pushes layers as the store holds them
+	// (uncompressed) where the destination allows it, so that an
+	// uncompressed layer keeps its digest; by default layers are
+	// compressed with gzip, as podman pushes them.
+	DisableCompression bool
+	Quiet              bool
+	Stderr             io.Writer
+}
+
+// Push copies image nameOrID from the store to dest (c/image transport
+// syntax) and returns the manifest written.
+func Push(ctx context.Context, store storage.Store, nameOrID, dest string, o PushOptions) ([]byte, error) {
+	img, err := Lookup(store, nameOrID)
+	if err != nil {
+		return nil, err
+	}
+	srcRef, err := storeRef(store, img)
+	if err != nil {
+		return nil, err
+	}
+	destRef, err := parseTransportRef(dest)
+	if err != nil {
+		return nil, err
+	}
+	pc, err := policyContext()
+	if err != nil {
+		return nil, err
+	}
+	defer pc.Destroy()
+	destSys := o.systemContext()
+	destSys.OCIAcceptUncompressedLayers = o.DisableCompression
+	if o.DisableCompression {
+		destSys.DirForceDecompress = true
+	}
+	man, err := copy.Image(ctx, pc, destRef, srcRef, &copy.Options{
+		SourceCtx:      &types.SystemContext{},
+		DestinationCtx: destSys,
+		ReportWriter:   reportWriter(o.Stderr, o.Quiet),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("push image %s (%s) to %s: %w", shortID(img.ID), DisplayName(img), dest, err)
+	}
+	return man, nil
+}
+
+// PushCommand is `cfs-storage push`.
+func PushCommand() app.Command {
+	const usage = "[--tls-verify=false] [--disable-compression] [-q] IMAGE DEST"
+	return app.Command{
+		Name: "push", Usage: usage,
+		Help: "copy an image from the store to DEST (oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, docker://REF)",
+		Run: func(ctx context.Context, g *app.Globals, args []string) error {
+			fs := app.NewFlags("push", usage+"\n\n"+PolicyHelp, g.Stderr)
+			o := PushOptions{Stderr: g.Stderr}
+			o.addFlags(fs)
+			fs.BoolVar(&o.DisableCompression, "disable-compression", false, "do not compress layers (an uncompressed layer keeps its digest)")
+			fs.BoolVar(&o.Quiet, "q", false, "suppress progress output")
+			fs.BoolVar(&o.Quiet, "quiet", false, "suppress progress output")
+			pos, err := app.ParseInterspersed(fs, args)
+			if err != nil {
+				return err
+			}
+			if err := app.WantArgs("push", pos, 2, 2, usage); err != nil {
+				return err
+			}
+			store, err := g.OpenStore()
+			if err != nil {
+				return err
+			}
+			defer store.Shutdown(false)
+			_, err = Push(ctx, store, pos[0], pos[1], o)
+			return err
+		},
+	}
+}
+
+// saveTransport maps podman save's --format to a transport.
+func saveTransport(format string) (string, bool) {
+	switch format {
+	case "docker-archive", "oci-archive":
+		return format, true
+	case "oci-dir":
+		return "oci", true
+	}
+	return "", false
+}
+
+// SaveCommand is `cfs-storage save`.
+func SaveCommand() app.Command {
+	const usage = "-o FILE [--format docker-archive|oci-archive|oci-dir] IMAGE"
+	return app.Command{
+		Name: "save", Usage: usage,
+		Help: "write an image to an archive file (or an OCI layout) as podman save does",
+		Run: func(ctx context.Context, g *app.Globals, args []string) error {
+			fs := app.NewFlags("save", usage, g.Stderr)
+			var out, format string
+			o := PushOptions{Stderr: g.Stderr, TransportOptions: TransportOptions{TLSVerify: true}}
+			fs.StringVar(&out, "o", "", "output file (directory for oci-dir)")
+			fs.StringVar(&out, "output", "", "output file (directory for oci-dir)")
+			fs.StringVar(&format, "format", "docker-archive", "docker-archive, oci-archive or oci-dir")
+			fs.BoolVar(&o.Quiet, "q", false, "suppress progress output")
+			fs.BoolVar(&o.DisableCompression, "uncompressed", false, "do not compress layers (oci formats)")
+			pos, err := app.ParseInterspersed(fs, args)
+			if err != nil {
+				return err
+			}
+			if err := app.WantArgs("save", pos, 1, 1, usage); err != nil {
+				return err
+			}
+			transport, ok := saveTransport(format)
+			if !ok {
+				return fmt.Errorf("save: unknown --format %q: use docker-archive, oci-archive or oci-dir", format)
+			}
+			if out == "" {
+				return fmt.Errorf("save: no output given: use -o FILE")
+			}
+			store, err := g.OpenStore()
+			if err != nil {
+				return err
+			}
+			defer store.Shutdown(false)
+			dest := transport + ":" + out
+			if transport != "oci" {
+				if img, err := Lookup(store, pos[0]); err == nil && len(img.Names) > 0 {
+					dest += ":" + img.Names[0]
+				}
+			}
+			_, err = Push(ctx, store, pos[0], dest, o)
+			return err
+		},
+	}
+}
