@@ -12,13 +12,16 @@ import (
 	"go.podman.io/storage/pkg/reexec"
 
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/app"
+	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/composefs"
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/containers"
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/images"
+	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/maint"
+	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/report"
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/selfcheck"
 )
 
 func commands() []app.Command {
-	return []app.Command{
+	cmds := []app.Command{
 		selfcheck.Command(),
 		images.PullCommand(),
 		images.PushCommand(),
@@ -31,7 +34,11 @@ func commands() []app.Command {
 		containers.UmountCommand(),
 		containers.PsCommand(),
 		containers.RunCommand(),
+		report.DfCommand(),
+		maint.FsckCommand(),
+		maint.GCCommand(),
 	}
+	return append(cmds, composefs.Commands()...)
 }
 
 func main() {
