@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 
 	"github.com/cfs-storage/cfs-storage/dedup"
 	"github.com/cfs-storage/cfs-storage/dedup/fsverity"
@@ -65,25 +64,7 @@ var imageOptions = erofs.Options{MinVersion: 0, MaxVersion: 0}
 
 // writeImage writes t as a composefs image at path, atomically.
 func writeImage(path string, t *tree.Tree) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
-	if err != nil {
-		return fmt.Errorf("write image %s: %w", path, err)
-	}
-	werr := erofs.Write(f, t, imageOptions)
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(f.Name(), path)
-	}
-	if werr != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write image %s: %w", path, werr)
-	}
-	return nil
+	return writeAtomic(path, func(w io.Writer) error { return erofs.Write(w, t, imageOptions) })
 }
 
 // imageRoot reads only the root directory's inode of the image at path.

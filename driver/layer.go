@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -83,11 +84,20 @@ func (d *core) writeMeta(dir string, m layerMeta) error {
 // writeFileAtomic writes data to a temporary file beside path, syncs it
 // and renames it into place.
 func writeFileAtomic(path string, data []byte) error {
+	return writeAtomic(path, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// writeAtomic writes a file beside path with write, syncs it and renames
+// it into place; on any error the temporary file is removed.
+func writeAtomic(path string, write func(io.Writer) error) error {
 	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
 	if err != nil {
 		return fmt.Errorf("cfs: write %s: %w", path, err)
 	}
-	_, werr := f.Write(data)
+	werr := write(f)
 	if werr == nil {
 		werr = f.Sync()
 	}
