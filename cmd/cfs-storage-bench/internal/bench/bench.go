@@ -1,0 +1,59 @@
+// Package bench ties the benchmark together: load (or build) the corpus,
+// run the scenarios on every driver, and write the report.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage-bench/internal/corpus"
+	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage-bench/internal/report"
+	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage-bench/internal/scenario"
+)
+
+// Options are the command's settings.
+type Options struct {
+	// Out is the folder the report is written to.
+	Out string
+	// Cache holds the corpora and the temporary stores.
+	Cache string
+	// Quick selects the synthetic corpus.
+	Quick bool
+	// Runs is the number of repetitions of each latency figure.
+	Runs int
+	// Drivers and Scenarios select what runs.
+	Drivers, Scenarios []string
+	// Command is the command line, for the report.
+	Command string
+	// Stdout receives the table, Progress the progress lines.
+	Stdout, Progress io.Writer
+}
+
+// Run runs the benchmark and writes its report into o.Out.
+func Run(ctx context.Context, o Options) (*report.Results, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("cfs-storage-bench needs root (mounts, drop_caches, container runtimes); running as uid %d", os.Geteuid())
+	}
+	started := time.Now()
+	c, err := corpus.Load(ctx, corpus.Options{CacheDir: o.Cache, Quick: o.Quick, Progress: o.Progress})
+	if err != nil {
+		return nil, err
+	}
+	res, err := scenario.Run(ctx, scenario.Config{
+		Corpus: c, Drivers: o.Drivers, Scenarios: o.Scenarios, Runs: o.Runs,
+		WorkDir: filepath.Join(o.Cache, "work"), Progress: o.Progress,
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.Command, res.Started, res.Duration = o.Command, started, time.Since(started).Seconds()
+	if err := res.WriteFiles(o.Out); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(o.Stdout, "%s\nreport: %s (results.json, report.md, chart-*.svg)\n", res.Table(), o.Out)
+	return res, nil
+}

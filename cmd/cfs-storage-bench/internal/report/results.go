@@ -1,0 +1,103 @@
+// Package report holds the benchmark's results and writes them: a table
+// for the terminal with ratios against overlay, a JSON file, and a
+// Markdown report with one SVG bar chart per scenario.
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Reference is the driver ratios are computed against.
+const Reference = "overlay"
+
+// Measurement is one number: a metric of a scenario on a driver.
+type Measurement struct {
+	// Scenario is pull, disk, start, depth or memory.
+	Scenario string `json:"scenario"`
+	// Driver is cfs, cfs-nohost, overlay or vfs.
+	Driver string `json:"driver"`
+	// Metric names what was measured ("time", "warm median", …).
+	Metric string `json:"metric"`
+	// Value is in Unit.
+	Value float64 `json:"value"`
+	// Unit is "s", "ms", "bytes" or "count".
+	Unit string `json:"unit"`
+	// Primary marks the metrics shown in the scenario's chart.
+	Primary bool `json:"primary,omitempty"`
+}
+
+// Machine describes where the benchmark ran.
+type Machine struct {
+	Kernel   string `json:"kernel"`
+	OS       string `json:"os"`
+	CPU      string `json:"cpu"`
+	CPUs     int    `json:"cpus"`
+	MemBytes int64  `json:"mem_bytes"`
+	Runtime  string `json:"runtime"` // OCI runtime and flags used for starts
+}
+
+// Results is one benchmark run.
+type Results struct {
+	Command      string        `json:"command"`
+	Started      time.Time     `json:"started"`
+	Duration     float64       `json:"duration_s"`
+	Machine      Machine       `json:"machine"`
+	Corpus       string        `json:"corpus"`
+	CorpusInfo   []string      `json:"corpus_info"`
+	Drivers      []string      `json:"drivers"`
+	Scenarios    []string      `json:"scenarios"`
+	Runs         int           `json:"runs"`
+	Notes        []string      `json:"notes"`
+	Measurements []Measurement `json:"measurements"`
+}
+
+// Add records a measurement.
+func (r *Results) Add(m Measurement) { r.Measurements = append(r.Measurements, m) }
+
+// Find returns the value of a measurement, or false.
+func (r *Results) Find(scenario, driver, metric string) (float64, bool) {
+	for _, m := range r.Measurements {
+		if m.Scenario == scenario && m.Driver == driver && m.Metric == metric {
+			return m.Value, true
+		}
+	}
+	return 0, false
+}
+
+// WriteFiles writes results.json, report.md, the charts and table.txt
+// into dir.
+func (r *Results) WriteFiles(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("report folder: %w", err)
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write results.json: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "table.txt"), []byte(r.Table()), 0o644); err != nil {
+		return fmt.Errorf("write table.txt: %w", err)
+	}
+	charts := map[string]string{}
+	for _, sc := range r.Scenarios {
+		svg := r.Chart(sc)
+		if svg == "" {
+			continue
+		}
+		name := "chart-" + sc + ".svg"
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(svg), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", name, err)
+		}
+		charts[sc] = name
+	}
+	if err := os.WriteFile(filepath.Join(dir, "report.md"), []byte(r.Markdown(charts)), 0o644); err != nil {
+		return fmt.Errorf("write report.md: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,152 @@
+package report
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// row is one metric of one scenario across drivers.
+type row struct {
+	scenario, metric, unit string
+	primary                bool
+	values                 map[string]float64
+}
+
+// rows groups measurements by scenario and metric, in the order they
+// were recorded.
+func (r *Results) rows(scenario string) []*row {
+	var out []*row
+	index := map[string]*row{}
+	for _, m := range r.Measurements {
+		if scenario != "" && m.Scenario != scenario {
+			continue
+		}
+		key := m.Scenario + "\x00" + m.Metric
+		rw := index[key]
+		if rw == nil {
+			rw = &row{scenario: m.Scenario, metric: m.Metric, unit: m.Unit, values: map[string]float64{}}
+			index[key] = rw
+			out = append(out, rw)
+		}
+		rw.values[m.Driver] = m.Value
+		rw.primary = rw.primary || m.Primary
+	}
+	return out
+}
+
+// cell formats a driver's value with its ratio to the reference.
+func (rw *row) cell(driver string) string {
+	v, ok := rw.values[driver]
+	if !ok {
+		return "–"
+	}
+	s := FormatValue(v, rw.unit)
+	if ref, ok := rw.values[Reference]; ok && driver != Reference && ref > 0 && rw.unit != "ratio" {
+		s += fmt.Sprintf(" (%s)", formatRatio(v/ref))
+	}
+	return s
+}
+
+func formatRatio(x float64) string {
+	switch {
+	case x >= 10:
+		return fmt.Sprintf("%.0f×", x)
+	case x >= 0.1:
+		return fmt.Sprintf("%.2f×", x)
+	default:
+		return fmt.Sprintf("%.3f×", x)
+	}
+}
+
+// FormatValue prints a value in its unit for people.
+func FormatValue(v float64, unit string) string {
+	switch unit {
+	case "bytes":
+		a := math.Abs(v)
+		switch {
+		case a >= 1<<30:
+			return fmt.Sprintf("%.2f GiB", v/(1<<30))
+		case a >= 1<<20:
+			return fmt.Sprintf("%.1f MiB", v/(1<<20))
+		case a >= 1<<10:
+			return fmt.Sprintf("%.1f KiB", v/(1<<10))
+		default:
+			return fmt.Sprintf("%.0f B", v)
+		}
+	case "s":
+		return fmt.Sprintf("%.2f s", v)
+	case "ms":
+		if v >= 100 {
+			return fmt.Sprintf("%.0f ms", v)
+		}
+		return fmt.Sprintf("%.2f ms", v)
+	case "ratio":
+		return fmt.Sprintf("%.3f×", v)
+	case "count":
+		return fmt.Sprintf("%.0f", v)
+	default:
+		return fmt.Sprintf("%.3g %s", v, unit)
+	}
+}
+
+// Table is the terminal table: one line per scenario and metric, one
+// column per driver, ratios against overlay in parentheses.
+func (r *Results) Table() string {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 2, 8, 2, ' ', 0)
+	fmt.Fprintf(tw, "scenario\tmetric\t%s\t\n", strings.Join(r.Drivers, "\t"))
+	for _, rw := range r.rows("") {
+		cells := make([]string, len(r.Drivers))
+		for i, d := range r.Drivers {
+			cells[i] = rw.cell(d)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t\n", rw.scenario, rw.metric, strings.Join(cells, "\t"))
+	}
+	tw.Flush()
+	return b.String()
+}
+
+// Markdown is the report: what ran where, a table and a chart per
+// scenario, and the notes on method.
+func (r *Results) Markdown(charts map[string]string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# cfs-storage-bench report\n\n")
+	fmt.Fprintf(&b, "- command: `%s`\n", r.Command)
+	fmt.Fprintf(&b, "- started: %s, took %s\n", r.Started.UTC().Format(time.RFC3339), time.Duration(r.Duration*float64(time.Second)).Round(time.Second))
+	fmt.Fprintf(&b, "- machine: %s, kernel %s, %d CPUs (%s), %s RAM\n", r.Machine.OS, r.Machine.Kernel, r.Machine.CPUs, r.Machine.CPU, FormatValue(float64(r.Machine.MemBytes), "bytes"))
+	fmt.Fprintf(&b, "- runtime for starts: %s\n", r.Machine.Runtime)
+	fmt.Fprintf(&b, "- corpus: %s\n", r.Corpus)
+	for _, l := range r.CorpusInfo {
+		fmt.Fprintf(&b, "  - %s\n", l)
+	}
+	fmt.Fprintf(&b, "- runs per latency figure: %d\n\n", r.Runs)
+	fmt.Fprintf(&b, "Ratios in parentheses are against `%s` (below 1 is less time, bytes or memory than overlay).\n\n", Reference)
+	for _, sc := range r.Scenarios {
+		rows := r.rows(sc)
+		if len(rows) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "## %s\n\n| metric | %s |\n|---|%s\n", sc, strings.Join(r.Drivers, " | "), strings.Repeat("---|", len(r.Drivers)))
+		for _, rw := range rows {
+			cells := make([]string, len(r.Drivers))
+			for i, d := range r.Drivers {
+				cells[i] = rw.cell(d)
+			}
+			fmt.Fprintf(&b, "| %s | %s |\n", rw.metric, strings.Join(cells, " | "))
+		}
+		if name, ok := charts[sc]; ok {
+			fmt.Fprintf(&b, "\n![%s](%s)\n", sc, name)
+		}
+		b.WriteString("\n")
+	}
+	if len(r.Notes) > 0 {
+		b.WriteString("## Method\n\n")
+		for _, n := range r.Notes {
+			fmt.Fprintf(&b, "- %s\n", n)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,193 @@
+package scenario
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.podman.io/image/v5/copy"
+	"go.podman.io/image/v5/signature"
+	istorage "go.podman.io/image/v5/storage"
+	"go.podman.io/image/v5/transports/alltransports"
+	"golang.org/x/sys/unix"
+)
+
+// ioCounters are the bytes this process and its waited-for children
+// caused to be written to storage.
+type ioCounters struct {
+	self     int64 // write_bytes − cancelled_write_bytes of /proc/self/io
+	children int64 // ru_oublock × 512 of RUSAGE_CHILDREN
+}
+
+func (c ioCounters) total() int64 { return c.self + c.children }
+
+func readIO() (ioCounters, error) {
+	f, err := os.Open("/proc/self/io")
+	if err != nil {
+		return ioCounters{}, fmt.Errorf("read io counters: %w", err)
+	}
+	defer f.Close()
+	var c ioCounters
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		switch k {
+		case "write_bytes":
+			c.self += n
+		case "cancelled_write_bytes":
+			c.self -= n
+		}
+	}
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_CHILDREN, &ru); err != nil {
+		return c, fmt.Errorf("getrusage: %w", err)
+	}
+	c.children = ru.Oublock * 512
+	return c, nil
+}
+
+// dropCaches writes back dirty pages and empties the page cache.
+func dropCaches() error {
+	unix.Sync()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0o200); err != nil {
+		return fmt.Errorf("drop caches: %w", err)
+	}
+	return nil
+}
+
+// readTree reads every regular file under root (or root itself) and
+// returns the bytes read.
+func readTree(root string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		n, err := readFile(p)
+		total += n
+		return err
+	})
+	return total, err
+}
+
+func readFile(p string) (int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return io.Copy(io.Discard, f)
+}
+
+func policyContext() (*signature.PolicyContext, error) {
+	policy := &signature.Policy{Default: []signature.PolicyRequirement{signature.NewPRInsecureAcceptAnything()}}
+	pc, err := signature.NewPolicyContext(policy)
+	if err != nil {
+		return nil, fmt.Errorf("signature policy: %w", err)
+	}
+	return pc, nil
+}
+
+// pullImages pulls every corpus image into the store, returning the
+// wall time.
+func (r *runner) pullImages(ctx context.Context, bs *benchStore) (time.Duration, error) {
+	pc, err := policyContext()
+	if err != nil {
+		return 0, err
+	}
+	defer pc.Destroy()
+	c := r.cfg.Corpus
+	start := time.Now()
+	for i, img := range c.Images {
+		r.logf("[pull] %s: image %d/%d %s", bs.label, i+1, len(c.Images), img.Name)
+		src, err := alltransports.ParseImageName(c.Ref(img))
+		if err != nil {
+			return 0, fmt.Errorf("source %s: %w", c.Ref(img), err)
+		}
+		dst, err := istorage.Transport.ParseStoreReference(bs.store, "localhost/bench/"+img.Name+":latest")
+		if err != nil {
+			return 0, fmt.Errorf("destination for %s: %w", img.Name, err)
+		}
+		if _, err := copy.Image(ctx, pc, dst, src, &copy.Options{}); err != nil {
+			return 0, fmt.Errorf("pull %s: %w", img.Name, err)
+		}
+		simg, err := istorage.Transport.GetStoreImage(bs.store, dst)
+		if err != nil {
+			return 0, fmt.Errorf("find pulled %s: %w", img.Name, err)
+		}
+		bs.images[img.Name] = simg.ID
+	}
+	return time.Since(start), nil
+}
+
+// pull measures pulling the corpus into the empty store: wall time,
+// wall time including a final syncfs, and bytes written.
+func (r *runner) pull(ctx context.Context, bs *benchStore) error {
+	if err := dropCaches(); err != nil {
+		return err
+	}
+	n, err := readTree(filepath.Join(r.cfg.Corpus.Path(r.cfg.Corpus.Layout), "blobs"))
+	if err != nil {
+		return fmt.Errorf("read source blobs: %w", err)
+	}
+	r.logf("[pull] %s: %s of source blobs in memory", bs.label, fmtBytes(n))
+	before, err := readIO()
+	if err != nil {
+		return err
+	}
+	elapsed, err := r.pullImages(ctx, bs)
+	if err != nil {
+		return err
+	}
+	after, err := readIO()
+	if err != nil {
+		return err
+	}
+	syncStart := time.Now()
+	if err := syncfs(bs.store.GraphRoot()); err != nil {
+		return err
+	}
+	synced := elapsed + time.Since(syncStart)
+	if !r.want("pull") {
+		return nil
+	}
+	r.add("pull", bs.label, "time", elapsed.Seconds(), "s", true)
+	r.add("pull", bs.label, "time + sync", synced.Seconds(), "s", false)
+	r.add("pull", bs.label, "bytes written", float64(after.total()-before.total()), "bytes", true)
+	r.logf("[pull] %s: %s, %s written (children %s)", bs.label, elapsed.Round(time.Millisecond),
+		fmtBytes(after.total()-before.total()), fmtBytes(after.children-before.children))
+	return nil
+}
+
+func syncfs(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("syncfs %s: %w", path, err)
+	}
+	return nil
+}
+
+func fmtBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	default:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+}

@@ -1,0 +1,217 @@
+// Package scenario runs the benchmark's scenarios on each driver: every
+// driver gets a fresh containers/storage store (temporary graph and run
+// roots next to the corpus, so hard links to the host repository are
+// possible), the corpus images are pulled into it, and the scenarios
+// run one after the other on that store.
+package scenario
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	storage "go.podman.io/storage"
+	_ "go.podman.io/storage/drivers/overlay" // the reference driver
+	_ "go.podman.io/storage/drivers/vfs"
+	"go.podman.io/storage/types"
+
+	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage-bench/internal/corpus"
+	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage-bench/internal/report"
+	_ "github.com/cfs-storage/cfs-storage/driver" // registers "cfs"
+)
+
+// All lists the scenarios in the order they run on a store.
+var All = []string{"pull", "disk", "start", "memory", "depth"}
+
+// Drivers lists the drivers the benchmark knows.
+var Drivers = []string{"cfs", "cfs-nohost", "overlay", "vfs"}
+
+// Config is one benchmark run.
+type Config struct {
+	// Corpus is the loaded corpus.
+	Corpus *corpus.Corpus
+	// Drivers and Scenarios select what runs (names from Drivers, All).
+	Drivers   []string
+	Scenarios []string
+	// Runs is the number of timed repetitions of each latency figure.
+	Runs int
+	// WorkDir holds the temporary stores; it must be on the corpus's
+	// filesystem for host hard links.
+	WorkDir string
+	// Progress receives progress lines.
+	Progress io.Writer
+}
+
+// runner holds what one benchmark run shares between drivers.
+type runner struct {
+	cfg     Config
+	res     *report.Results
+	rt      *runtime // detected on first use
+	depth   [][]byte
+	bound   *lowerBound
+	logf    func(format string, args ...any)
+	scratch string
+	// memFiles is the memory file set (paths relative to a root).
+	memFiles []string
+}
+
+// Run runs the selected scenarios on every selected driver and returns
+// the results (Command, Started and Duration are the caller's).
+func Run(ctx context.Context, cfg Config) (*report.Results, error) {
+	for _, d := range cfg.Drivers {
+		if !slices.Contains(Drivers, d) {
+			return nil, fmt.Errorf("unknown driver %q (known: %s)", d, strings.Join(Drivers, ", "))
+		}
+	}
+	for _, s := range cfg.Scenarios {
+		if !slices.Contains(All, s) {
+			return nil, fmt.Errorf("unknown scenario %q (known: %s)", s, strings.Join(All, ", "))
+		}
+	}
+	if cfg.Runs < 1 {
+		return nil, fmt.Errorf("runs must be at least 1, not %d", cfg.Runs)
+	}
+	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
+		return nil, fmt.Errorf("work folder: %w", err)
+	}
+	scratch, err := os.MkdirTemp(cfg.WorkDir, "scratch-")
+	if err != nil {
+		return nil, fmt.Errorf("work folder: %w", err)
+	}
+	defer os.RemoveAll(scratch)
+	r := &runner{
+		cfg: cfg, scratch: scratch,
+		res: &report.Results{Drivers: cfg.Drivers, Scenarios: cfg.Scenarios, Runs: cfg.Runs,
+			Corpus: cfg.Corpus.Version, Machine: machineInfo()},
+		logf: func(format string, args ...any) { fmt.Fprintf(cfg.Progress, format+"\n", args...) },
+	}
+	r.res.CorpusInfo = corpusInfo(cfg.Corpus)
+	for i, d := range cfg.Drivers {
+		r.logf("[bench] driver %d/%d: %s", i+1, len(cfg.Drivers), d)
+		if err := r.runDriver(ctx, d); err != nil {
+			return nil, fmt.Errorf("driver %s: %w", d, err)
+		}
+	}
+	r.res.Notes = r.notes()
+	return r.res, nil
+}
+
+func (r *runner) want(scenario string) bool { return slices.Contains(r.cfg.Scenarios, scenario) }
+
+// benchStore is a store opened for one driver.
+type benchStore struct {
+	label string // cfs, cfs-nohost, overlay, vfs
+	dir   string
+	store storage.Store
+	// images are the pulled corpus images by name (their store IDs).
+	images map[string]string
+}
+
+func (r *runner) openStore(label string) (*benchStore, error) {
+	dir, err := os.MkdirTemp(r.cfg.WorkDir, "store-"+label+"-")
+	if err != nil {
+		return nil, err
+	}
+	o := types.StoreOptions{RunRoot: filepath.Join(dir, "run"), GraphRoot: filepath.Join(dir, "root")}
+	switch label {
+	case "cfs":
+		o.GraphDriverName = "cfs"
+		o.GraphDriverOptions = []string{"cfs.host_repo=" + r.cfg.Corpus.Path(r.cfg.Corpus.HostRepo)}
+	case "cfs-nohost":
+		o.GraphDriverName = "cfs"
+		o.GraphDriverOptions = []string{"cfs.host_repo="}
+	default:
+		o.GraphDriverName = label
+	}
+	st, err := storage.GetStore(o)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("open %s store: %w", label, err)
+	}
+	return &benchStore{label: label, dir: dir, store: st, images: map[string]string{}}, nil
+}
+
+func (b *benchStore) close() error {
+	_, err := b.store.Shutdown(true)
+	if rerr := os.RemoveAll(b.dir); err == nil && rerr != nil {
+		err = fmt.Errorf("remove %s: %w", b.dir, rerr)
+	}
+	return err
+}
+
+// runDriver runs the scenarios on a fresh store for one driver.
+func (r *runner) runDriver(ctx context.Context, label string) (err error) {
+	bs, err := r.openStore(label)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := bs.close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	needImages := r.want("pull") || r.want("disk") || r.want("start") || r.want("memory")
+	steps := []struct {
+		name string
+		run  func(context.Context, *benchStore) error
+		on   bool
+	}{
+		{"pull", r.pull, needImages},
+		{"disk", r.disk, r.want("disk")},
+		{"start", r.start, r.want("start")},
+		{"memory", r.memory, r.want("memory")},
+		{"depth", r.depthScenario, r.want("depth")},
+	}
+	for _, s := range steps {
+		if !s.on {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		start := time.Now()
+		if err := s.run(ctx, bs); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		r.logf("[%s] %s: done in %s", s.name, label, time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+func (r *runner) add(scenario, driver, metric string, value float64, unit string, primary bool) {
+	r.res.Add(report.Measurement{Scenario: scenario, Driver: driver, Metric: metric, Value: value, Unit: unit, Primary: primary})
+}
+
+func corpusInfo(c *corpus.Corpus) []string {
+	out := []string{fmt.Sprintf("host: bare ostree repo %s (branch %s), files read by the host from its hard-link checkout", c.HostRepo, c.HostRef)}
+	if p, ok := c.Packages["host"]; ok {
+		out[0] += " (packages: " + strings.Join(p, " ") + ")"
+	}
+	for _, img := range c.Images {
+		out = append(out, fmt.Sprintf("image %s: %d layers, %s", img.Name, img.Layers, img.Description))
+	}
+	return out
+}
+
+// notes say how each figure was measured.
+func (r *runner) notes() []string {
+	n := []string{
+		"Each driver gets a fresh c/storage store (go.podman.io/storage) under " + r.cfg.WorkDir + ", on the corpus's filesystem; cfs runs with host_repo set to the corpus's host repo, cfs-nohost with host_repo empty.",
+		"pull: copy.Image (go.podman.io/image) of every image from the OCI layout into containers-storage, after `sync` + drop_caches and a read of the layout's blobs (the source is in memory, as from a fast network). Bytes written are write_bytes − cancelled_write_bytes of /proc/self/io plus the children's ru_oublock×512 (overlay unpacks in re-executed children). `time + sync` adds a syncfs of the store's filesystem after the pull.",
+		"disk: st_blocks×512 of every inode of the host repo and the graph root, each (dev, inode) once, so objects hard-linked between host and store count once.",
+	}
+	if r.bound != nil {
+		n = append(n, r.bound.describe())
+	}
+	n = append(n,
+		"start: create container (store.CreateContainer), mount (store.Mount), run a minimal OCI bundle with the runtime, unmount, delete; median and p95 over the runs after one untimed warm-up. Cold: `sync` + drop_caches, then the host reads its copy of the program's files (the start image's program and memory file set, through the host checkout) and the runtime binary, then one timed start of the program.",
+		"memory: drop_caches, the host reads the file set through its checkout, then the same paths are read through a container's mount; growth of Cached+Buffers in /proc/meminfo, and the data pages newly resident under the container's files (mincore through the mount, which reports the backing file's pages).",
+		fmt.Sprintf("depth: synthetic images of %v layers (quick corpus: %v), one chain put with store.PutLayer; the first mount of each is timed alone, then mount and a full start (/bin/true) are timed over the runs.", Depths, QuickDepths),
+	)
+	return n
+}

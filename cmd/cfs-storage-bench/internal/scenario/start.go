@@ -1,0 +1,276 @@
+package scenario
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	rspec "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// runtime is the OCI runtime containers are started with.
+type runtime struct {
+	path   string
+	global []string // flags before the command, e.g. --cgroup-manager=disabled
+	wrap   []string // a command the runtime runs under (see detectRuntime)
+	what   string   // how it runs, for the report
+	seq    int
+	dir    string // bundles live here
+}
+
+func (rt *runtime) String() string {
+	s := strings.TrimSpace(filepath.Base(rt.path) + " " + strings.Join(rt.global, " "))
+	if rt.what != "" {
+		s += " " + rt.what
+	}
+	return s
+}
+
+// unifiedDetached runs a program in a private mount namespace where the
+// cgroup2 mount of a hybrid layout is detached, so crun sees cgroup v1.
+var unifiedDetached = []string{"unshare", "--mount", "--propagation", "private", "sh", "-c",
+	`umount -l /sys/fs/cgroup/unified 2>/dev/null; exec "$0" "$@"`}
+
+// spec is a minimal OCI runtime spec for rootfs running args.
+func spec(rootfs string, args []string) *rspec.Spec {
+	return &rspec.Spec{
+		Version: "1.0.2", // crun 1.8 rejects newer versions it does not know
+		Process: &rspec.Process{
+			Args: args, Cwd: "/", NoNewPrivileges: true,
+			Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		},
+		Root:     &rspec.Root{Path: rootfs},
+		Hostname: "bench",
+		Mounts: []rspec.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc"},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "mode=755", "size=65536k"}},
+		},
+		Linux: &rspec.Linux{Namespaces: []rspec.LinuxNamespace{{Type: "pid"}, {Type: "mount"}, {Type: "ipc"}, {Type: "uts"}}},
+	}
+}
+
+// run runs args in a container on rootfs and waits for it.
+func (rt *runtime) run(ctx context.Context, rootfs string, args []string) error {
+	rt.seq++
+	id := fmt.Sprintf("cfs-bench-%d-%d", os.Getpid(), rt.seq)
+	bundle := filepath.Join(rt.dir, id)
+	if err := os.Mkdir(bundle, 0o700); err != nil {
+		return err
+	}
+	defer os.RemoveAll(bundle)
+	b, err := json.Marshal(spec(rootfs, args))
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600); err != nil {
+		return err
+	}
+	argv := append(append(append(slices.Clone(rt.wrap), rt.path), rt.global...), "run", "--bundle", bundle, id)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s run %s: %w: %s", rt, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// detectRuntime finds a runtime that starts /bin/true on rootfs here:
+// crun; crun without cgroup management; crun in a private mount
+// namespace with the cgroup2 mount of a hybrid layout detached (crun 1.8
+// refuses hybrid layouts: "cgroups in hybrid mode not supported"); then
+// runc.
+func detectRuntime(ctx context.Context, dir, rootfs string) (*runtime, error) {
+	candidates := []struct {
+		name   string
+		global []string
+		wrap   []string
+		what   string
+	}{
+		{name: "crun"},
+		{name: "crun", global: []string{"--cgroup-manager=disabled"}},
+		{name: "crun", global: []string{"--cgroup-manager=disabled"}, wrap: unifiedDetached,
+			what: "in a private mount namespace without /sys/fs/cgroup/unified (unshare -m)"},
+		{name: "runc"},
+	}
+	var errs []error
+	for _, c := range candidates {
+		p, err := exec.LookPath(c.name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rt := &runtime{path: p, global: c.global, wrap: c.wrap, what: c.what, dir: dir}
+		if err := rt.run(ctx, rootfs, []string{"/bin/true"}); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		return rt, nil
+	}
+	return nil, fmt.Errorf("no OCI runtime starts a container here: %w", errors.Join(errs...))
+}
+
+// phases are the parts of one container start.
+type phases struct {
+	create, mount, run, teardown time.Duration
+}
+
+func (p phases) total() time.Duration { return p.create + p.mount + p.run + p.teardown }
+
+// cycle creates a container from an image, mounts it, runs args in it
+// (none: no run), unmounts and deletes it.
+func (r *runner) cycle(ctx context.Context, bs *benchStore, imageID string, args []string) (p phases, err error) {
+	t := time.Now()
+	ctr, err := bs.store.CreateContainer("", nil, imageID, "", "", nil)
+	if err != nil {
+		return p, fmt.Errorf("create container: %w", err)
+	}
+	p.create = time.Since(t)
+	defer func() {
+		if err != nil {
+			bs.store.Unmount(ctr.ID, true)
+			bs.store.DeleteContainer(ctr.ID)
+		}
+	}()
+	t = time.Now()
+	mnt, err := bs.store.Mount(ctr.ID, "")
+	if err != nil {
+		return p, fmt.Errorf("mount container: %w", err)
+	}
+	p.mount = time.Since(t)
+	if len(args) > 0 {
+		if err := r.ensureRuntime(ctx, mnt); err != nil {
+			return p, err
+		}
+		t = time.Now()
+		if err := r.rt.run(ctx, mnt, args); err != nil {
+			return p, err
+		}
+		p.run = time.Since(t)
+	}
+	t = time.Now()
+	if _, err := bs.store.Unmount(ctr.ID, true); err != nil {
+		return p, fmt.Errorf("unmount container: %w", err)
+	}
+	if err := bs.store.DeleteContainer(ctr.ID); err != nil {
+		return p, fmt.Errorf("delete container: %w", err)
+	}
+	p.teardown = time.Since(t)
+	return p, nil
+}
+
+func (r *runner) ensureRuntime(ctx context.Context, rootfs string) error {
+	if r.rt != nil {
+		return nil
+	}
+	rt, err := detectRuntime(ctx, r.scratch, rootfs)
+	if err != nil {
+		return err
+	}
+	r.rt = rt
+	r.res.Machine.Runtime = rt.String() + " (run by the benchmark with a minimal OCI bundle)"
+	r.logf("[start] runtime: %s", rt)
+	return nil
+}
+
+// start measures container starts from the corpus's start image, warm
+// and cold.
+func (r *runner) start(ctx context.Context, bs *benchStore) error {
+	c := r.cfg.Corpus
+	img, ok := bs.images[c.StartImage]
+	if !ok {
+		return fmt.Errorf("start image %s not pulled", c.StartImage)
+	}
+	if _, err := r.cycle(ctx, bs, img, []string{"/bin/true"}); err != nil { // warm-up
+		return err
+	}
+	var runs []phases
+	for i := range r.cfg.Runs {
+		p, err := r.cycle(ctx, bs, img, []string{"/bin/true"})
+		if err != nil {
+			return err
+		}
+		runs = append(runs, p)
+		if (i+1)%10 == 0 || i+1 == r.cfg.Runs {
+			r.logf("[start] %s: warm %d/%d", bs.label, i+1, r.cfg.Runs)
+		}
+	}
+	pick := func(f func(phases) time.Duration) []time.Duration {
+		out := make([]time.Duration, len(runs))
+		for i, p := range runs {
+			out[i] = f(p)
+		}
+		return out
+	}
+	total := pick(phases.total)
+	r.add("start", bs.label, "warm median", ms(median(total)), "ms", true)
+	r.add("start", bs.label, "warm p95", ms(percentile(total, 95)), "ms", false)
+	r.add("start", bs.label, "create (median)", ms(median(pick(func(p phases) time.Duration { return p.create }))), "ms", false)
+	r.add("start", bs.label, "mount (median)", ms(median(pick(func(p phases) time.Duration { return p.mount }))), "ms", false)
+	r.add("start", bs.label, "run /bin/true (median)", ms(median(pick(func(p phases) time.Duration { return p.run }))), "ms", false)
+	r.add("start", bs.label, "unmount + delete (median)", ms(median(pick(func(p phases) time.Duration { return p.teardown }))), "ms", false)
+	return r.coldStart(ctx, bs, img)
+}
+
+// coldStart times starts of the corpus's cold program after dropping
+// caches and letting the host read its own copy of the program's files.
+func (r *runner) coldStart(ctx context.Context, bs *benchStore, img string) error {
+	c := r.cfg.Corpus
+	n := min(r.cfg.Runs, 5)
+	var times []time.Duration
+	for i := range n {
+		if err := dropCaches(); err != nil {
+			return err
+		}
+		if _, err := r.hostRead(); err != nil {
+			return err
+		}
+		if _, err := readFile(r.rt.path); err != nil {
+			return err
+		}
+		p, err := r.cycle(ctx, bs, img, c.ColdArgs)
+		if err != nil {
+			return fmt.Errorf("cold start: %w", err)
+		}
+		times = append(times, p.total())
+		r.logf("[start] %s: cold %d/%d: %s", bs.label, i+1, n, p.total().Round(time.Millisecond))
+	}
+	r.add("start", bs.label, "cold median ("+strings.Join(c.ColdArgs, " ")+")", ms(median(times)), "ms", true)
+	return nil
+}
+
+// hostRead reads the memory file set through the host's checkout, as
+// the host itself would, and returns the bytes read.
+func (r *runner) hostRead() (int64, error) {
+	var total int64
+	for _, p := range r.memoryFiles() {
+		n, err := readFile(filepath.Join(r.cfg.Corpus.Path(r.cfg.Corpus.HostRoot), p))
+		if err != nil {
+			return total, fmt.Errorf("host read: %w", err)
+		}
+		total += n
+	}
+	return total, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func median(d []time.Duration) time.Duration { return percentile(d, 50) }
+
+// percentile is the nearest-rank percentile.
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := int(math.Ceil(p/100*float64(len(s)))) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
