@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -29,34 +28,14 @@ func TestContainerCommit(t *testing.T) {
 	views := map[string][]string{}
 	for _, driver := range []string{"overlay", "cfs"} {
 		store := openStore(t, driver)
-		parent := ""
-		for i, tarball := range tars {
-			layer, _, err := store.PutLayer("", parent, nil, "", false, nil, bytes.NewReader(tarball))
-			if err != nil {
-				t.Fatalf("%s: put layer %d: %v", driver, i, err)
-			}
-			parent = layer.ID
-		}
-		img, err := store.CreateImage("", nil, parent, "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctr, err := store.CreateContainer("", nil, img.ID, "", "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mnt, err := store.Mount(ctr.ID, "")
-		if err != nil {
-			t.Fatalf("%s: mount: %v", driver, err)
-		}
+		parent := putLayers(t, store, "", tars...)
+		ctr, mnt, unmount := mountNewContainer(t, store, parent)
 		changeContainer(t, mnt)
 		before, err := testutil.ListTree(mnt)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := store.Unmount(ctr.ID, true); err != nil {
-			t.Fatal(err)
-		}
+		unmount()
 		changes, err := store.Changes("", ctr.LayerID)
 		if err != nil {
 			t.Fatalf("%s: changes: %v", driver, err)
@@ -74,27 +53,13 @@ func TestContainerCommit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		committed, _, err := store.PutLayer("", parent, nil, "", false, nil, bytes.NewReader(diff))
-		if err != nil {
-			t.Fatalf("%s: put the committed layer: %v", driver, err)
-		}
-		img2, err := store.CreateImage("", nil, committed.ID, "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctr2, err := store.CreateContainer("", nil, img2.ID, "", "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mnt2, err := store.Mount(ctr2.ID, "")
-		if err != nil {
-			t.Fatal(err)
-		}
+		committed := putLayers(t, store, parent, diff)
+		_, mnt2, unmount2 := mountNewContainer(t, store, committed)
 		after, err := testutil.ListTree(mnt2)
 		if err != nil {
 			t.Fatal(err)
 		}
-		store.Unmount(ctr2.ID, true)
+		unmount2()
 		before, after = withoutNlink(before[1:]), withoutNlink(after[1:])
 		if !slices.Equal(before, after) {
 			t.Fatalf("%s: committed image differs from the container it came from:\n--- container\n%s\n--- committed\n%s",

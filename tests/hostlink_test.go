@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	storage "go.podman.io/storage"
-	"go.podman.io/storage/types"
 	"golang.org/x/sys/unix"
 
 	"github.com/cfs-storage/cfs-storage/dedup/fsverity"
@@ -156,19 +155,8 @@ func sharesInodeWithRepo(t *testing.T, obj, repo string) bool {
 
 func checkContainerFiles(t *testing.T, store storage.Store, layerID string) {
 	t.Helper()
-	img, err := store.CreateImage("", nil, layerID, "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctr, err := store.CreateContainer("", nil, img.ID, "", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mnt, err := store.Mount(ctr.ID, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Unmount(ctr.ID, true)
+	_, mnt, unmount := mountNewContainer(t, store, layerID)
+	defer unmount()
 	for p, content := range map[string]string{"usr/lib/libshared.so": hostFiles["usr/lib/libshared.so"], "usr/bin/tool": hostFiles["usr/bin/tool"]} {
 		got, err := os.ReadFile(filepath.Join(mnt, p))
 		if err != nil || string(got) != content {
@@ -194,20 +182,4 @@ func mapsEqual(a, b map[string]string) bool {
 		}
 	}
 	return true
-}
-
-func openStoreOpts(t *testing.T, driverName string, opts ...string) storage.Store {
-	t.Helper()
-	dir := t.TempDir()
-	store, err := storage.GetStore(types.StoreOptions{
-		RunRoot:            filepath.Join(dir, "run"),
-		GraphRoot:          filepath.Join(dir, "root"),
-		GraphDriverName:    driverName,
-		GraphDriverOptions: opts,
-	})
-	if err != nil {
-		t.Fatalf("open %s store: %v", driverName, err)
-	}
-	t.Cleanup(func() { store.Shutdown(true) })
-	return store
 }

@@ -1,18 +1,15 @@
 package tests
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"io"
 
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	storage "go.podman.io/storage"
 	"go.podman.io/storage/pkg/archive"
-	"go.podman.io/storage/types"
 
 	_ "github.com/cfs-storage/cfs-storage/driver" // registers "cfs"
 	"github.com/cfs-storage/cfs-storage/tests/tarfix"
@@ -64,21 +61,6 @@ func layerTars(t *testing.T) [][]byte {
 	return out
 }
 
-func openStore(t *testing.T, driver string) storage.Store {
-	t.Helper()
-	dir := t.TempDir()
-	store, err := storage.GetStore(types.StoreOptions{
-		RunRoot:         filepath.Join(dir, "run"),
-		GraphRoot:       filepath.Join(dir, "root"),
-		GraphDriverName: driver,
-	})
-	if err != nil {
-		t.Fatalf("open %s store: %v", driver, err)
-	}
-	t.Cleanup(func() { store.Shutdown(true) })
-	return store
-}
-
 // TestStoreMatchesOverlay pulls the same layers into a c/storage store
 // on cfs and on overlay, checks every layer's tar comes back with its
 // original bytes, and compares the containers' mounted trees entry by
@@ -90,34 +72,17 @@ func TestStoreMatchesOverlay(t *testing.T) {
 	for _, driver := range []string{"overlay", "cfs"} {
 		store := openStore(t, driver)
 		parent := ""
-		for i, tarball := range tars {
-			layer, _, err := store.PutLayer("", parent, nil, "", false, nil, bytes.NewReader(tarball))
-			if err != nil {
-				t.Fatalf("%s: put layer %d: %v", driver, i, err)
-			}
-			parent = layer.ID
-			checkDiffRoundTrip(t, store, layer.ID, tarball)
+		for _, tarball := range tars {
+			parent = putLayers(t, store, parent, tarball)
+			checkDiffRoundTrip(t, store, parent, tarball)
 		}
-		img, err := store.CreateImage("", []string{"test:latest"}, parent, "", nil)
-		if err != nil {
-			t.Fatalf("%s: create image: %v", driver, err)
-		}
-		ctr, err := store.CreateContainer("", []string{"ctr"}, img.ID, "", "", nil)
-		if err != nil {
-			t.Fatalf("%s: create container: %v", driver, err)
-		}
-		mnt, err := store.Mount(ctr.ID, "")
-		if err != nil {
-			t.Fatalf("%s: mount container: %v", driver, err)
-		}
+		_, mnt, unmount := mountNewContainer(t, store, parent)
 		view, err := testutil.ListTree(mnt)
 		if err != nil {
 			t.Fatal(err)
 		}
 		views[driver] = view[1:] // the root's mtime is its creation time
-		if _, err := store.Unmount(ctr.ID, true); err != nil {
-			t.Fatalf("%s: unmount: %v", driver, err)
-		}
+		unmount()
 	}
 	// A hard link whose sibling a later layer whited out: overlay shows
 	// the lower inode's link count (2), cfs the links that remain (1).
