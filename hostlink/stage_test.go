@@ -3,9 +3,11 @@ package hostlink
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"go.podman.io/storage/pkg/reexec"
@@ -26,7 +28,7 @@ type stageLayout struct {
 
 // newStageLayout mounts a tmpfs and the two binds, all cleaned up with
 // the test.
-func newStageLayout(t *testing.T) stageLayout {
+func newStageLayout(t testing.TB) stageLayout {
 	t.Helper()
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
@@ -54,7 +56,7 @@ func newStageLayout(t *testing.T) stageLayout {
 	return l
 }
 
-func (l stageLayout) stager(t *testing.T, helper bool) *Stager {
+func (l stageLayout) stager(t testing.TB, helper bool) *Stager {
 	t.Helper()
 	opts := StagerOptions{Dir: filepath.Join(l.varDir, "store/staging"), Repo: filepath.Join(l.sysroot, "repo")}
 	if helper {
@@ -72,7 +74,7 @@ func (l stageLayout) stager(t *testing.T, helper bool) *Stager {
 	return s
 }
 
-func inode(t *testing.T, p string) unix.Stat_t {
+func inode(t testing.TB, p string) unix.Stat_t {
 	t.Helper()
 	var st unix.Stat_t
 	if err := unix.Lstat(p, &st); err != nil {
@@ -202,5 +204,67 @@ func TestStagerCleansStaleSessions(t *testing.T) {
 	}
 	if _, err := NewStager(StagerOptions{Dir: filepath.Join(repo, "staging"), Repo: repo}); !errors.Is(err, ErrInvalidOptions) {
 		t.Errorf("staging inside the repository: %v", err)
+	}
+}
+
+// TestStageConcurrent stages from many goroutines through one helper.
+func TestStageConcurrent(t *testing.T) {
+	l := newStageLayout(t)
+	s := l.stager(t, true)
+	host := inode(t, l.object)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 25; i++ {
+				staged, release, err := s.Stage(context.Background(), l.object)
+				if err != nil {
+					errs <- err
+					return
+				}
+				var st unix.Stat_t
+				if err := unix.Lstat(staged, &st); err != nil || st.Ino != host.Ino {
+					errs <- fmt.Errorf("staged %s: ino %d, want %d (%v)", staged, st.Ino, host.Ino, err)
+				}
+				release()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := s.Stats(); got.Namespace != 200 {
+		t.Errorf("stats %+v, want 200 namespace links", got)
+	}
+	if n := inode(t, l.object).Nlink; n != 1 {
+		t.Errorf("host object has %d links after every release, want 1", n)
+	}
+}
+
+// BenchmarkStageNamespace measures one stage and release through the
+// namespace helper (the helper started once, outside the timing).
+func BenchmarkStageNamespace(b *testing.B) {
+	l := newStageLayout(b)
+	s, err := NewStager(StagerOptions{Dir: filepath.Join(l.varDir, "store/staging"), Repo: filepath.Join(l.sysroot, "repo"), Helper: reexecHelper})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	_, release, err := s.Stage(context.Background(), l.object) // starts the helper
+	if err != nil {
+		b.Fatal(err)
+	}
+	release()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		_, release, err := s.Stage(context.Background(), l.object)
+		if err != nil {
+			b.Fatal(err)
+		}
+		release()
 	}
 }
