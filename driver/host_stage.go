@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"context"
 	"fmt"
 	"os/exec"
 
@@ -31,11 +32,26 @@ func stageHelperCommand(args ...string) (cmd *exec.Cmd, err error) {
 	return reexec.Command(args...), nil
 }
 
-// hostStatus returns the driver's Status lines about host sharing: the
+// hostStatus returns the driver's Status lines about host sharing (see
+// hostStatusLines), reading the store's statistics (a walk of the
+// objects).
+func (d *core) hostStatus() [][2]string {
+	if d.host == nil {
+		return hostStatusLines(nil, dedup.Stats{})
+	}
+	st, err := d.objects.Stats(context.Background())
+	if err != nil {
+		return append(hostStatusLines(d.host, st)[:2], [2]string{"Host-linked objects (hardlink/reflink/copy)", "unknown: " + err.Error()})
+	}
+	return hostStatusLines(d.host, st)
+}
+
+// hostStatusLines returns the Status lines about host sharing: the
 // repository and link mode, how the objects linked from the host were
 // stored (cumulative counts from the store's counters, every process
-// included), and how this process staged them for hard links.
-func hostStatus(h *hostShare, st dedup.Stats) [][2]string {
+// included: the driver links files into the store only from the host),
+// and how this process staged them for hard links.
+func hostStatusLines(h *hostShare, st dedup.Stats) [][2]string {
 	if h == nil {
 		return [][2]string{{"Host repo", "none"}}
 	}

@@ -7,7 +7,7 @@ import (
 )
 
 func TestHostStatus(t *testing.T) {
-	if got := hostStatus(nil, dedup.Stats{}); len(got) != 1 || got[0] != [2]string{"Host repo", "none"} {
+	if got := hostStatusLines(nil, dedup.Stats{}); len(got) != 1 || got[0] != [2]string{"Host repo", "none"} {
 		t.Errorf("without a host repository: %v", got)
 	}
 	h := newHostShare("/home", Options{HostRepo: "/sysroot/ostree/repo", HostLink: "auto", InlineThreshold: 64})
@@ -19,7 +19,7 @@ func TestHostStatus(t *testing.T) {
 		{"Host link", "auto"},
 		{"Host-linked objects (hardlink/reflink/copy)", "3/2/1"},
 	}
-	got := hostStatus(h, st)
+	got := hostStatusLines(h, st)
 	if len(got) != len(want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}

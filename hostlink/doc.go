@@ -57,4 +57,26 @@
 // exists before returning it. The index matches content only; whoever
 // links the returned object should still verify the content digest while
 // linking, since a host object damaged in place keeps its name.
+//
+// # Staging for hard links
+//
+// On Fedora CoreOS the repository is under /sysroot, a read-only mount,
+// and the store under /var, a bind mount of the same filesystem: link(2)
+// between them fails with EXDEV although st_dev is equal. A Stager gives
+// a host object a second name, in a staging directory inside the store,
+// that is the host's inode, so that the store hard-links it within its
+// own mount. It tries link(2) first; on EXDEV with an equal st_dev it
+// asks a helper process (StageHelperMain, started through c/storage's
+// reexec in a new mount namespace, since a multi-threaded Go process
+// cannot unshare its own). The helper finds the filesystem in
+// /proc/self/mountinfo, binds a mount of it whose root holds both
+// directories (or mounts its device again) in its private namespace,
+// clears that bind's read-only flag there, checks that the repository and
+// the staging directory are the expected inodes through it, and links
+// within that one mount. Nothing is written in the repository: the new
+// name is in the staging directory, and the host inode only gains a link
+// (and a new ctime). A superblock mounted read-only is never remounted.
+// Where staging is impossible (ErrNotStageable) the host object may still
+// be cloned (FICLONE, which works across mounts of one filesystem) or
+// copied from its own path.
 package hostlink
