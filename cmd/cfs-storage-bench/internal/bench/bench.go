@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"time"
 
@@ -45,7 +46,7 @@ func Run(ctx context.Context, o Options) (*report.Results, error) {
 	}
 	res, err := scenario.Run(ctx, scenario.Config{
 		Corpus: c, Drivers: o.Drivers, Scenarios: o.Scenarios, Runs: o.Runs,
-		WorkDir: filepath.Join(o.Cache, "work"), Progress: o.Progress,
+		WorkDir: filepath.Join(o.Cache, "work"), Progress: o.Progress, CLI: findCLI(),
 	})
 	if err != nil {
 		return nil, err
@@ -56,4 +57,17 @@ func Run(ctx context.Context, o Options) (*report.Results, error) {
 	}
 	fmt.Fprintf(o.Stdout, "%s\nreport: %s (results.json, report.md, chart-*.svg)\n", res.Table(), o.Out)
 	return res, nil
+}
+
+// findCLI returns the cfs-storage binary next to this program, else on
+// PATH, else "".
+func findCLI() string {
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "cfs-storage")
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+			return p
+		}
+	}
+	p, _ := exec.LookPath("cfs-storage")
+	return p
 }

@@ -53,6 +53,17 @@ type Results struct {
 	Runs         int           `json:"runs"`
 	Notes        []string      `json:"notes"`
 	Measurements []Measurement `json:"measurements"`
+	// Extras are texts shown in the report and written to their own
+	// files (for example `cfs-storage df` output).
+	Extras []Extra `json:"extras,omitempty"`
+}
+
+// Extra is a text attached to a scenario.
+type Extra struct {
+	Scenario string `json:"scenario"`
+	Title    string `json:"title"`
+	File     string `json:"file"`
+	Text     string `json:"text"`
 }
 
 // Add records a measurement.
@@ -83,6 +94,11 @@ func (r *Results) WriteFiles(dir string) error {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "table.txt"), []byte(r.Table()), 0o644); err != nil {
 		return fmt.Errorf("write table.txt: %w", err)
+	}
+	for _, e := range r.Extras {
+		if err := os.WriteFile(filepath.Join(dir, e.File), []byte(e.Text), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", e.File, err)
+		}
 	}
 	charts := map[string]string{}
 	for _, sc := range r.Scenarios {

@@ -140,6 +140,11 @@ func (r *Results) Markdown(charts map[string]string) string {
 		if name, ok := charts[sc]; ok {
 			fmt.Fprintf(&b, "\n![%s](%s)\n", sc, name)
 		}
+		for _, e := range r.Extras {
+			if e.Scenario == sc {
+				fmt.Fprintf(&b, "\n%s (`%s`):\n\n```\n%s\n```\n", e.Title, e.File, strings.TrimRight(e.Text, "\n"))
+			}
+		}
 		b.WriteString("\n")
 	}
 	if len(r.Notes) > 0 {

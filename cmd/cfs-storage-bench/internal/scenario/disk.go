@@ -56,7 +56,7 @@ func (u *usage) walk(root string) error {
 
 // disk measures the bytes on disk of the host repository and the
 // store together, and their ratio to the corpus's lower bound.
-func (r *runner) disk(_ context.Context, bs *benchStore) error {
+func (r *runner) disk(ctx context.Context, bs *benchStore) error {
 	if r.bound == nil {
 		r.logf("[disk] computing the lower bound (hashing host objects and image layers)")
 		b, err := computeLowerBound(r.cfg.Corpus)
@@ -82,6 +82,9 @@ func (r *runner) disk(_ context.Context, bs *benchStore) error {
 	r.add("disk", bs.label, "÷ lower bound", float64(u.bytes)/float64(r.bound.total()), "ratio", false)
 	r.logf("[disk] %s: host %s + store %s = %s (%.3f× the lower bound)", bs.label, fmtBytes(host), fmtBytes(u.bytes-host),
 		fmtBytes(u.bytes), float64(u.bytes)/float64(r.bound.total()))
+	if strings.HasPrefix(bs.label, "cfs") {
+		r.df(ctx, bs, bs.opts)
+	}
 	return nil
 }
 

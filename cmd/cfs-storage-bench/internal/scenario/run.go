@@ -45,6 +45,8 @@ type Config struct {
 	WorkDir string
 	// Progress receives progress lines.
 	Progress io.Writer
+	// CLI is the cfs-storage binary, for its df report ("" to skip).
+	CLI string
 }
 
 // runner holds what one benchmark run shares between drivers.
@@ -58,6 +60,8 @@ type runner struct {
 	scratch string
 	// memFiles is the memory file set (paths relative to a root).
 	memFiles []string
+	// dfMissing is set when df could not run for want of the CLI.
+	dfMissing bool
 }
 
 // Run runs the selected scenarios on every selected driver and returns
@@ -106,6 +110,7 @@ func (r *runner) want(scenario string) bool { return slices.Contains(r.cfg.Scena
 // benchStore is a store opened for one driver.
 type benchStore struct {
 	label string // cfs, cfs-nohost, overlay, vfs
+	opts  []string
 	dir   string
 	store storage.Store
 	// images are the pulled corpus images by name (their store IDs).
@@ -133,7 +138,7 @@ func (r *runner) openStore(label string) (*benchStore, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("open %s store: %w", label, err)
 	}
-	return &benchStore{label: label, dir: dir, store: st, images: map[string]string{}}, nil
+	return &benchStore{label: label, opts: o.GraphDriverOptions, dir: dir, store: st, images: map[string]string{}}, nil
 }
 
 func (b *benchStore) close() error {
@@ -207,6 +212,9 @@ func (r *runner) notes() []string {
 	}
 	if r.bound != nil {
 		n = append(n, r.bound.describe())
+	}
+	if r.dfMissing {
+		n = append(n, "`cfs-storage df` was not run: no cfs-storage binary next to cfs-storage-bench or on PATH (`make build` puts both in bin/).")
 	}
 	n = append(n,
 		"start: create container (store.CreateContainer), mount (store.Mount), run a minimal OCI bundle with the runtime, unmount, delete; median and p95 over the runs after one untimed warm-up. Cold: `sync` + drop_caches, then the host reads its copy of the program's files (the start image's program and memory file set, through the host checkout) and the runtime binary, then one timed start of the program.",
