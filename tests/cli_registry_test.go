@@ -77,7 +77,7 @@ func TestCLIRegistryPushPull(t *testing.T) {
 	first := newCLI(t, "cfs")
 	id := lastLine(first.ok("pull", "-q", "oci:"+layout+":v1"))
 	ref := "docker://" + addr + "/cfs/test:v1"
-	if _, stderr, code := first.exec("push", ref); code == 0 || !strings.Contains(stderr, "Error:") {
+	if _, stderr, code := first.exec("push", "localhost/layout:v1", ref); code == 0 || !strings.Contains(stderr, "add --tls-verify=false") {
 		t.Errorf("push over plain HTTP without --tls-verify=false: exit %d, want a clear error\n%s", code, stderr)
 	}
 	first.ok("push", "--tls-verify=false", "localhost/layout:v1", ref)

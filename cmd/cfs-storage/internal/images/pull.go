@@ -48,7 +48,7 @@ func Pull(ctx context.Context, store storage.Store, src string, o PullOptions) (
 		ReportWriter:   reportWriter(o.Stderr, o.Quiet),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("pull %s into %s (driver %s): %w", src, store.GraphRoot(), store.GraphDriverName(), err)
+		return nil, withHint(fmt.Errorf("pull %s into %s (driver %s): %w", src, store.GraphRoot(), store.GraphDriverName(), err))
 	}
 	img, err := istorage.Transport.GetStoreImage(store, destRef)
 	if err != nil {

@@ -55,7 +55,7 @@ func Push(ctx context.Context, store storage.Store, nameOrID, dest string, o Pus
 		ReportWriter:   reportWriter(o.Stderr, o.Quiet),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("push image %s (%s) to %s: %w", shortID(img.ID), DisplayName(img), dest, err)
+		return nil, withHint(fmt.Errorf("push image %s (%s) to %s: %w", shortID(img.ID), DisplayName(img), dest, err))
 	}
 	return man, nil
 }

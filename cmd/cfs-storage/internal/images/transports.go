@@ -77,9 +77,11 @@ func storeName(src types.ImageReference) (string, error) {
 	}
 	within := src.StringWithinTransport()
 	path, tag := within, ""
-	if src.Transport().Name() == "oci" {
-		if i := strings.LastIndex(within, ":"); i > 0 {
-			path, tag = within[:i], within[i+1:]
+	if name := src.Transport().Name(); name == "oci" || name == "oci-archive" {
+		// PATH:REF, split at the first colon as c/image does on Linux.
+		path, tag, _ = strings.Cut(within, ":")
+		if i := strings.LastIndex(tag, ":"); i >= 0 {
+			tag = tag[i+1:] // a REF like localhost/name:tag
 		}
 	}
 	base := strings.ToLower(filepath.Base(strings.TrimSuffix(path, "/")))
