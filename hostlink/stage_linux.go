@@ -171,7 +171,11 @@ func runStageHelper(in io.Reader, out io.Writer, repo, session, mnt string) erro
 		}
 		return w.Flush()
 	}
-	fsRepo, fsSession, err := mountWholeFS(repo, session, mnt)
+	err := checkPrivateNamespace()
+	var fsRepo, fsSession string
+	if err == nil {
+		fsRepo, fsSession, err = mountWholeFS(repo, session, mnt)
+	}
 	if err != nil {
 		send(err)
 		return err
@@ -195,6 +199,23 @@ func runStageHelper(in io.Reader, out io.Writer, repo, session, mnt string) erro
 			return err
 		}
 	}
+}
+
+// checkPrivateNamespace refuses to go on in the mount namespace of the
+// parent process: the helper's mounts must never reach the host's.
+func checkPrivateNamespace() error {
+	self, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		return fmt.Errorf("mount namespace: %w", err)
+	}
+	parent, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", os.Getppid()))
+	if err != nil {
+		return fmt.Errorf("parent's mount namespace: %w", err)
+	}
+	if self == parent {
+		return errors.New("not in a private mount namespace (start the helper through a Stager)")
+	}
+	return nil
 }
 
 // linkStaged links fsRepo/rel to fsSession/name, refusing names that

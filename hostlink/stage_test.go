@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -266,5 +267,21 @@ func BenchmarkStageNamespace(b *testing.B) {
 			b.Fatal(err)
 		}
 		release()
+	}
+}
+
+// TestStageHelperRefusesHostNamespace: run in the namespace of its
+// parent, the helper mounts nothing and says why.
+func TestStageHelperRefusesHostNamespace(t *testing.T) {
+	l := newStageLayout(t)
+	session := filepath.Join(l.varDir, "store")
+	mnt := t.TempDir()
+	var out strings.Builder
+	err := runStageHelper(strings.NewReader(""), &out, filepath.Join(l.sysroot, "repo"), session, mnt)
+	if err == nil || !strings.Contains(out.String(), "private mount namespace") {
+		t.Fatalf("helper in the host namespace: %v, reply %q", err, out.String())
+	}
+	if ok, _ := testutil.MountedAt(mnt); ok {
+		t.Fatalf("helper mounted on %s in the host namespace", mnt)
 	}
 }
