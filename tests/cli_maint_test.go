@@ -126,18 +126,7 @@ func TestCLIDfFsckGC(t *testing.T) {
 		t.Errorf("fsck on a good store:\n%s", out)
 	}
 	// Corrupt v2's own object (same size, other bytes).
-	var own string
-	for _, p := range objs {
-		if st, err := os.Stat(p); err == nil && st.Size() == 80000 {
-			own = p
-		}
-	}
-	if own == "" {
-		t.Fatal("v2's 80000-byte object not found")
-	}
-	if err := os.WriteFile(own, []byte(strings.Repeat("bad ", 20000)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	corruptObject(t, objs, 80000)
 	stdout, stderr, code := c.exec("fsck")
 	if code != 1 || !strings.Contains(stdout, "CORRUPT") || !strings.Contains(stdout, "localhost/layout:v2") ||
 		!strings.Contains(stdout, "victim") || !strings.Contains(stderr, "localhost/layout:v2") {
@@ -179,4 +168,19 @@ func TestCLIDfOverlay(t *testing.T) {
 		t.Errorf("overlay fsck:\n%s", out)
 	}
 	c.ok("gc")
+}
+
+// corruptObject overwrites the object of the given size with other
+// bytes of the same length.
+func corruptObject(t *testing.T, objs []string, size int64) {
+	t.Helper()
+	for _, p := range objs {
+		if st, err := os.Stat(p); err == nil && st.Size() == size {
+			if err := os.WriteFile(p, []byte(strings.Repeat("b", int(size))), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatalf("no %d-byte object to corrupt", size)
 }

@@ -116,7 +116,8 @@ func gunzipDigest(t *testing.T, path string) digest.Digest {
 
 // TestCLITreesMatchOverlay pulls the same OCI image with the cfs and
 // the overlay driver (chosen in storage.conf), creates and mounts a
-// container with the CLI, and compares the mounted trees entry by entry.
+// container with the CLI, compares the mounted trees entry by entry,
+// and runs the image on both.
 func TestCLITreesMatchOverlay(t *testing.T) {
 	testutil.RequireRoot(t)
 	layout := filepath.Join(t.TempDir(), "layout")
@@ -139,6 +140,10 @@ func TestCLITreesMatchOverlay(t *testing.T) {
 			t.Errorf("%s: ps does not list the container:\n%s", driver, out)
 		}
 		c.ok("umount", "tree")
+		stdout, stderr, code := c.exec("run", "--rm", "localhost/layout:v1", "cat=/replace-me", "exit=4")
+		if code != 4 || !strings.Contains(stdout, "file again") {
+			t.Errorf("%s: run: exit %d\nstdout: %s\nstderr: %s", driver, code, stdout, stderr)
+		}
 		c.ok("rm", "tree")
 		c.ok("rmi", "localhost/layout:v1")
 		if out := c.ok("images", "-q"); strings.TrimSpace(out) != "" {
