@@ -1,7 +1,6 @@
 package driver
 
 import (
-	"context"
 	"fmt"
 	"os/exec"
 
@@ -32,33 +31,18 @@ func stageHelperCommand(args ...string) (cmd *exec.Cmd, err error) {
 	return reexec.Command(args...), nil
 }
 
-// hostStatus returns the driver's Status lines about host sharing (see
-// hostStatusLines), reading the store's statistics (a walk of the
-// objects).
-func (d *core) hostStatus() [][2]string {
-	if d.host == nil {
-		return hostStatusLines(nil, dedup.Stats{})
-	}
-	st, err := d.objects.Stats(context.Background())
-	if err != nil {
-		return append(hostStatusLines(d.host, st)[:2], [2]string{"Host-linked objects (hardlink/reflink/copy)", "unknown: " + err.Error()})
-	}
-	return hostStatusLines(d.host, st)
-}
-
-// hostStatusLines returns the Status lines about host sharing: the
-// repository and link mode, how the objects linked from the host were
-// stored (cumulative counts from the store's counters, every process
-// included: the driver links files into the store only from the host),
-// and how this process staged them for hard links.
-func hostStatusLines(h *hostShare, st dedup.Stats) [][2]string {
+// statusLines returns the Status lines that only host sharing knows (the
+// rest, host repository and link mode and objects by mode, are in
+// core.status): the host-linked objects by mode in one line (cumulative
+// counts of the store, every process included; the driver links files
+// into the store only from the host), and how this process staged host
+// objects for hard links. Nil without a host repository.
+func (h *hostShare) statusLines(st dedup.Stats) [][2]string {
 	if h == nil {
-		return [][2]string{{"Host repo", "none"}}
+		return nil
 	}
 	c := func(m dedup.LinkMode) string { return fmt.Sprint(st.ByMode[m].Objects) }
 	lines := [][2]string{
-		{"Host repo", h.repoPath},
-		{"Host link", h.linkName},
 		{"Host-linked objects (hardlink/reflink/copy)", c(dedup.LinkHardlink) + "/" + c(dedup.LinkReflink) + "/" + c(dedup.LinkCopy)},
 	}
 	if stager := h.staged.Load(); stager != nil {
