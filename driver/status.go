@@ -39,5 +39,5 @@ func (d *core) status(ctx context.Context) [][2]string {
 		c := st.ByMode[m]
 		out = append(out, [2]string{"Objects stored by " + m.String(), fmt.Sprintf("%d (%d bytes)", c.Objects, c.Bytes)})
 	}
-	return out
+	return append(out, d.host.statusLines(st)...)
 }
