@@ -51,6 +51,13 @@ func TestCLIPullRunPush(t *testing.T) {
 			t.Errorf("%s: run cat=/etc/passwd exit=7: exit %d\nstdout: %s\nstderr: %s", rt, code, stdout, stderr)
 		}
 	}
+	// The host's resolv.conf is bound read-only (the host network is shared).
+	if want, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+		stdout, stderr, code := c.exec("run", "--rm", id[:12], "cat=/etc/resolv.conf")
+		if code != 0 || !strings.Contains(stdout, string(want)) {
+			t.Errorf("run cat=/etc/resolv.conf: exit %d, want the host's\nstdout: %s\nstderr: %s", code, stdout, stderr)
+		}
+	}
 	if out := c.ok("ps", "-q"); strings.TrimSpace(out) != "" {
 		t.Errorf("run --rm left containers behind: %s", out)
 	}

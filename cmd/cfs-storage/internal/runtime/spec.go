@@ -45,7 +45,8 @@ func defaultCaps() []string {
 // config: process args (entrypoint + cmd), env, working directory and
 // user; root at o.Rootfs, writable; /proc, /dev (tmpfs), /dev/pts,
 // /dev/shm and /sys (read-only); pid, mount, ipc and uts namespaces
-// (the host network is shared).
+// (the host network is shared, with the host's /etc/resolv.conf and
+// /etc/hosts bound read-only).
 func Spec(cfg *imgspecv1.ImageConfig, o SpecOptions) (*specs.Spec, error) {
 	args := append(append([]string(nil), cfg.Entrypoint...), cfg.Cmd...)
 	if len(o.Command) > 0 {
@@ -78,7 +79,7 @@ func Spec(cfg *imgspecv1.ImageConfig, o SpecOptions) (*specs.Spec, error) {
 			Args: args, Env: env, Cwd: cwd, User: user,
 			Capabilities: &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
 		},
-		Mounts: defaultMounts(),
+		Mounts: append(defaultMounts(), hostFiles()...),
 		Linux: &specs.Linux{
 			Namespaces: []specs.LinuxNamespace{
 				{Type: specs.PIDNamespace}, {Type: specs.MountNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace},
@@ -104,6 +105,18 @@ func defaultMounts() []specs.Mount {
 		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
 	}
+}
+
+// hostFiles bind-mounts the host's /etc/resolv.conf and /etc/hosts
+// read-only, as the container shares the host's network.
+func hostFiles() []specs.Mount {
+	var out []specs.Mount
+	for _, p := range []string{"/etc/resolv.conf", "/etc/hosts"} {
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+			out = append(out, specs.Mount{Destination: p, Type: "bind", Source: p, Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"}})
+		}
+	}
+	return out
 }
 
 func hasEnv(env []string, key string) bool {
