@@ -88,6 +88,7 @@ func (d *core) recover() error {
 		return err
 	}
 	for _, id := range ids {
+		removeTemps(d.layerDir(id))
 		m, err := d.readMeta(id)
 		if err == nil && m.Sealed && !d.mountedElsewhere(id) {
 			os.RemoveAll(d.upperDir(id))
@@ -95,6 +96,17 @@ func (d *core) recover() error {
 		}
 	}
 	return nil
+}
+
+// removeTemps removes the temporary files (".tmp-*") an interrupted
+// atomic write left in dir.
+func removeTemps(dir string) {
+	names, _ := readDirNames(dir)
+	for _, n := range names {
+		if strings.HasPrefix(n, ".tmp-") {
+			os.Remove(filepath.Join(dir, n))
+		}
+	}
 }
 
 // close unmounts what this process mounted, collects the objects of
@@ -334,8 +346,10 @@ func (d *core) remove(id string) (func() error, error) {
 	if err := os.Rename(d.layerDir(id), filepath.Join(trash, "layer")); err != nil {
 		return cleanup, fmt.Errorf("cfs: remove %s: %w", id, err)
 	}
-	if err := os.Rename(d.flatImage(id), filepath.Join(trash, "image")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return cleanup, fmt.Errorf("cfs: remove %s: %w", id, err)
+	for i, p := range []string{d.flatImage(id), d.flatImage(id) + digestSuffix} {
+		if err := os.Rename(p, filepath.Join(trash, fmt.Sprintf("image%d", i))); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return cleanup, fmt.Errorf("cfs: remove %s: %w", id, err)
+		}
 	}
 	// A layer that was never sealed registered no refs.
 	if err := d.objects.DropRefs(context.Background(), id); err != nil && !errors.Is(err, dedup.ErrNotFound) {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -154,6 +155,14 @@ func checkAfterCrash(t *testing.T, home, run string, applied, removed map[string
 	rep, err := c.objects.Fsck(ctx, dedupFsckAll())
 	if err != nil || !rep.Clean() {
 		t.Fatalf("fsck after crash: %v %+v", err, rep)
+	}
+	if problems, err := c.CheckImages(ctx, false); err != nil || len(problems) > 0 {
+		t.Fatalf("image check after crash: %v %+v", err, problems)
+	}
+	for _, id := range ids {
+		if names, _ := readDirNames(c.layerDir(id)); slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, ".tmp-") }) {
+			t.Fatalf("layer %s keeps temporary files after recovery: %v", id, names)
+		}
 	}
 	for id := range applied {
 		if removed[id] {

@@ -147,7 +147,10 @@ func (d *core) createFromTemplate(ctx context.Context, id, template, parent stri
 	defer os.RemoveAll(tmp)
 	img := filepath.Join(tmp, diffImageFile)
 	if tm.Parent == parent {
-		err = copyFile(d.diffImage(template), img)
+		err = copyFile(d.diffImage(template)+digestSuffix, img+digestSuffix)
+		if err == nil {
+			err = copyFile(d.diffImage(template), img)
+		}
 	} else {
 		var full *tree.Tree
 		if full, err = d.flatTree(ctx, template); err == nil {

@@ -1,6 +1,8 @@
 package driver
 
 import (
+	"context"
+
 	graphdriver "go.podman.io/storage/drivers"
 
 	"github.com/cfs-storage/cfs-storage/dedup"
@@ -15,6 +17,9 @@ type Extension interface {
 	Objects() *dedup.Store
 	// Home is the driver's directory (<graphroot>/cfs).
 	Home() string
+	// CheckImages verifies every layer's composefs images (see
+	// ImageProblem); with repair, damaged caches are removed.
+	CheckImages(ctx context.Context, repair bool) ([]ImageProblem, error)
 }
 
 // AsExtension returns the cfs extension of d, or false when d is not the

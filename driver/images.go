@@ -62,10 +62,26 @@ func payloadPath(d dedup.Digest) string {
 // "opaque=x" markers to the directories of a diff image's whiteouts.
 var imageOptions = erofs.Options{MinVersion: 0, MaxVersion: 0}
 
-// writeImage writes t as a composefs image at path, atomically.
+// writeImage writes t as a composefs image at path, atomically, and
+// records the image's fs-verity digest beside it (path + ".digest", put
+// in place before the image so that every image has its digest).
 func writeImage(path string, t *tree.Tree) error {
-	return writeAtomic(path, func(w io.Writer) error { return erofs.Write(w, t, imageOptions) })
+	var digest [fsverity.Size]byte
+	err := writeAtomicThen(path, func(w io.Writer) error {
+		h := fsverity.New()
+		if err := erofs.Write(io.MultiWriter(w, h), t, imageOptions); err != nil {
+			return err
+		}
+		digest = h.Sum32()
+		return nil
+	}, func() error {
+		return writeFileAtomic(path+digestSuffix, []byte(fsverity.Hex(digest)+"\n"))
+	})
+	return err
 }
+
+// digestSuffix names the file holding an image's fs-verity digest.
+const digestSuffix = ".digest"
 
 // imageRoot reads only the root directory's inode of the image at path.
 func imageRoot(path string) (erofs.InodeInfo, error) {

@@ -93,6 +93,12 @@ func writeFileAtomic(path string, data []byte) error {
 // writeAtomic writes a file beside path with write, syncs it and renames
 // it into place; on any error the temporary file is removed.
 func writeAtomic(path string, write func(io.Writer) error) error {
+	return writeAtomicThen(path, write, nil)
+}
+
+// writeAtomicThen is writeAtomic that runs before (if not nil) after the
+// file is written and synced, just before it is renamed into place.
+func writeAtomicThen(path string, write func(io.Writer) error, before func() error) error {
 	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
 	if err != nil {
 		return fmt.Errorf("cfs: write %s: %w", path, err)
@@ -103,6 +109,9 @@ func writeAtomic(path string, write func(io.Writer) error) error {
 	}
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
+	}
+	if werr == nil && before != nil {
+		werr = before()
 	}
 	if werr == nil {
 		werr = os.Rename(f.Name(), path)

@@ -1,0 +1,124 @@
+package driver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cfs-storage/cfs-storage/dedup/fsverity"
+)
+
+// ImageProblem is a layer image that fails its check.
+type ImageProblem struct {
+	// Layer is the layer the image belongs to ("" for an orphan).
+	Layer string
+	// Path is the image file.
+	Path string
+	// Detail says what is wrong and what to do.
+	Detail string
+	// Repaired is true when the image was a cache (a flattened image or
+	// an orphan) and was removed; the next mount rebuilds it.
+	Repaired bool
+}
+
+// CheckImages verifies every layer's composefs images: each must hash to
+// the fs-verity digest recorded when it was written and read back as a
+// valid image. A damaged diff image means the layer must be pulled again;
+// a damaged flattened image is only a cache and, with repair, is removed
+// (unless mounted) to be rebuilt on the next mount.
+func (d *core) CheckImages(ctx context.Context, repair bool) ([]ImageProblem, error) {
+	ids, err := d.listLayers()
+	if err != nil {
+		return nil, err
+	}
+	var problems []ImageProblem
+	known := map[string]bool{}
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return problems, err
+		}
+		known[id] = true
+		m, err := d.readMeta(id)
+		if err != nil {
+			problems = append(problems, ImageProblem{Layer: id, Path: d.layerDir(id), Detail: err.Error() + "; remove the layer and pull its image again"})
+			continue
+		}
+		if m.Sealed {
+			if err := checkImage(d.diffImage(id)); err != nil {
+				problems = append(problems, ImageProblem{Layer: id, Path: d.diffImage(id), Detail: err.Error() + "; remove the layer and pull its image again"})
+			}
+		}
+		if p, ok := d.checkFlat(id, repair); ok {
+			problems = append(problems, p)
+		}
+	}
+	return append(problems, d.orphanImages(known, repair)...), nil
+}
+
+// checkFlat checks layer id's cached flattened image, if it has one.
+func (d *core) checkFlat(id string, repair bool) (ImageProblem, bool) {
+	path := d.flatImage(id)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return ImageProblem{}, false
+	}
+	err := checkImage(path)
+	if err == nil {
+		return ImageProblem{}, false
+	}
+	p := ImageProblem{Layer: id, Path: path, Detail: err.Error() + "; it is a cache: fsck --repair removes it and the next mount rebuilds it"}
+	if repair && !d.mountedElsewhere(id) {
+		p.Repaired = os.Remove(path) == nil
+		os.Remove(path + digestSuffix)
+	}
+	return p, true
+}
+
+// orphanImages reports flattened images whose layer is gone.
+func (d *core) orphanImages(known map[string]bool, repair bool) []ImageProblem {
+	entries, _ := os.ReadDir(filepath.Join(d.home, "images"))
+	var problems []ImageProblem
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".cfs")
+		if !ok || strings.HasPrefix(id, ".") || known[id] {
+			continue
+		}
+		path := filepath.Join(d.home, "images", e.Name())
+		p := ImageProblem{Path: path, Detail: "flattened image of a layer that no longer exists"}
+		if repair {
+			p.Repaired = os.Remove(path) == nil
+			os.Remove(path + digestSuffix)
+		}
+		problems = append(problems, p)
+	}
+	return problems
+}
+
+// checkImage compares an image's fs-verity digest with the one recorded
+// beside it, then reads its whole tree.
+func checkImage(path string) error {
+	recorded, err := os.ReadFile(path + digestSuffix)
+	if err != nil {
+		return fmt.Errorf("no recorded digest: %w", err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	sum, _, err := fsverity.Digest(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	if got := fsverity.Hex(sum); !bytes.Equal(bytes.TrimSpace(recorded), []byte(got)) {
+		return fmt.Errorf("image digest is %s, recorded %s: the image is damaged", got, bytes.TrimSpace(recorded))
+	}
+	if _, err := readImage(path); err != nil {
+		return fmt.Errorf("unreadable image: %w", err)
+	}
+	return nil
+}
