@@ -13,5 +13,9 @@ func TestMain(m *testing.M) {
 	if reexec.Init() {
 		return
 	}
+	if spec := os.Getenv(concurrencyChildEnv); spec != "" {
+		runConcurrencyChild(spec)
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
