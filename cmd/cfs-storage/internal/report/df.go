@@ -84,6 +84,9 @@ func Write(w io.Writer, u *Usage) error {
 		fmt.Fprintf(w, "  metadata:           %s (composefs images, flattened image cache)\n", size(t.MetadataBytes))
 	}
 	fmt.Fprintf(w, "  total:              %s\n", size(t.StoreBytes))
+	if objects && t.HostSharedBytes > 0 {
+		fmt.Fprintf(w, "  beyond the host:    %s (objects shared with the host take no new space)\n", size(t.StoreBytes-t.HostSharedBytes))
+	}
 	fmt.Fprintf(w, "  as plain layers:    %s", size(t.PlainBytes))
 	if objects && t.PlainBytes > 0 {
 		fmt.Fprintf(w, " (this store takes %.0f%% of that)", 100*float64(t.StoreBytes)/float64(t.PlainBytes))
