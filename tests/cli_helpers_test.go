@@ -3,6 +3,7 @@ package tests
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,8 +62,26 @@ func main() {
 }
 `
 
+// binDirPrefix names the directories of built binaries; the owning
+// test process's PID follows, so that a later run can remove the
+// directories of processes that are gone (there is no hook at the end
+// of the package's tests to remove its own).
+const binDirPrefix = "cfs-cli-test-"
+
+// removeStaleBinDirs removes binary directories of dead test processes.
+func removeStaleBinDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), binDirPrefix+"*"))
+	for _, d := range dirs {
+		pid, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(d), binDirPrefix), "-")
+		if _, err := os.Stat(filepath.Join("/proc", pid)); errors.Is(err, os.ErrNotExist) {
+			os.RemoveAll(d)
+		}
+	}
+}
+
 func (b *builtBinaries) build() {
-	b.dir, b.err = os.MkdirTemp("", "cfs-cli-test-")
+	removeStaleBinDirs()
+	b.dir, b.err = os.MkdirTemp("", fmt.Sprintf("%s%d-", binDirPrefix, os.Getpid()))
 	if b.err != nil {
 		return
 	}
