@@ -44,14 +44,16 @@ func FsckCommand() app.Command {
 			if !ok {
 				return checkStorage(g.Stdout, store)
 			}
-			return Fsck(ctx, g.Stdout, store, ext.Objects(), o)
+			return Fsck(ctx, g.Stdout, store, ext, o)
 		},
 	}
 }
 
-// Fsck checks the object store and prints what it found. It returns an
-// error wrapping ErrProblems when the store has problems.
-func Fsck(ctx context.Context, w io.Writer, store storage.Store, objs *dedup.Store, o dedup.FsckOptions) error {
+// Fsck checks the object store and every layer's composefs images and
+// prints what it found. It returns an error wrapping ErrProblems when the
+// store has problems.
+func Fsck(ctx context.Context, w io.Writer, store storage.Store, ext driver.Extension, o dedup.FsckOptions) error {
+	objs := ext.Objects()
 	rep, err := objs.Fsck(ctx, o)
 	if err != nil {
 		return fmt.Errorf("fsck of the object store %s: %w", objs.Root(), err)
@@ -85,21 +87,52 @@ func Fsck(ctx context.Context, w io.Writer, store storage.Store, objs *dedup.Sto
 	for _, q := range rep.Quarantined {
 		fmt.Fprintf(w, "quarantined: %s\n", q)
 	}
-	if rep.Clean() {
+	damagedImages, err := checkImages(ctx, w, ext, o.Repair, u, &imgs, &ctrs)
+	if err != nil {
+		return err
+	}
+	if rep.Clean() && damagedImages == 0 {
 		fmt.Fprintln(w, "no problems found")
 		return nil
 	}
-	n := len(rep.Corrupt) + len(rep.Missing) + len(rep.BadRefs)
+	n := len(rep.Corrupt) + len(rep.Missing) + len(rep.BadRefs) + damagedImages
 	if n == 0 {
-		fmt.Fprintln(w, "no damaged objects (stray entries only)")
+		fmt.Fprintln(w, "no damaged objects or images (stray entries and repaired caches only)")
 		return nil
 	}
 	hint := "remove and pull the affected images again (`cfs-storage rmi -f IMAGE` then `cfs-storage pull SRC`)"
 	if len(rep.Corrupt) > 0 && !o.Repair {
 		hint = "run `cfs-storage fsck --repair` to quarantine corrupt objects, then " + hint
 	}
-	return fmt.Errorf("%w: %d corrupt, %d missing objects, %d damaged refs; affected images: %s; affected containers: %s: %s",
-		ErrProblems, len(rep.Corrupt), len(rep.Missing), len(rep.BadRefs), list(uniq(imgs)), list(uniq(ctrs)), hint)
+	return fmt.Errorf("%w: %d corrupt, %d missing objects, %d damaged refs, %d damaged layer images; affected images: %s; affected containers: %s: %s",
+		ErrProblems, len(rep.Corrupt), len(rep.Missing), len(rep.BadRefs), damagedImages, list(uniq(imgs)), list(uniq(ctrs)), hint)
+}
+
+// checkImages verifies the layers' composefs images, prints each problem
+// with the images and containers it affects (added to imgs and ctrs), and
+// returns how many are damaged beyond what repair fixed (a flattened
+// image is a cache: repair removes it and the next mount rebuilds it).
+func checkImages(ctx context.Context, w io.Writer, ext driver.Extension, repair bool, u *users, imgs, ctrs *[]string) (int, error) {
+	problems, err := ext.CheckImages(ctx, repair)
+	if err != nil {
+		return 0, fmt.Errorf("check layer images: %w", err)
+	}
+	damaged := 0
+	for _, p := range problems {
+		var i, c []string
+		if p.Layer != "" {
+			i, c = u.of([]string{p.Layer})
+		}
+		state := "DAMAGED"
+		if p.Repaired {
+			state = "REPAIRED"
+		} else {
+			damaged++
+			*imgs, *ctrs = append(*imgs, i...), append(*ctrs, c...)
+		}
+		fmt.Fprintf(w, "%s image of layer %.12s: %s: %s\n  images: %s\n  containers: %s\n", state, p.Layer, p.Path, p.Detail, list(i), list(c))
+	}
+	return damaged, nil
 }
 
 func uniq(s []string) []string {
