@@ -197,6 +197,10 @@ func testImage(t *testing.T, dir string) ocifix.Image {
 	}
 	base, err := tarfix.Tar(
 		tarfix.Dir("bin/"), tarfix.FileMode("bin/hello", string(helloBytes), 0o755, 0, 0),
+		// layerTars' usr/bin/su loses its setuid bit to its hard link's
+		// 0644 header (c/storage applies a link's mode to the inode, on
+		// every driver); this one keeps it.
+		tarfix.FileMode("bin/suid", "setuid program", 0o4755, 0, 0),
 		tarfix.Dir("home/"), tarfix.Dir("home/app/"),
 		tarfix.Dir("etc/"), tarfix.File("etc/group", "root:x:0:\napp:x:1000:\n"),
 	)

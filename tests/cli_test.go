@@ -161,6 +161,19 @@ func TestCLITreesMatchOverlay(t *testing.T) {
 		t.Fatalf("cfs container tree differs from overlay's:\n--- overlay\n%s\n--- cfs\n%s",
 			strings.Join(views["overlay"], "\n"), strings.Join(views["cfs"], "\n"))
 	}
+	// What the layers carry reached the container: xattrs, setuid, hard
+	// links, whiteouts.
+	tree := strings.Join(views["cfs"], "\n")
+	for _, want := range []string{`user.origin="test"`, "security.capability=", "bin/suid mode=104755 owner=0:0", "bin/hello mode=100755", "usr/bin/su-link "} {
+		if !strings.Contains(tree, want) {
+			t.Errorf("container tree lacks %q:\n%s", want, tree)
+		}
+	}
+	for _, gone := range []string{"etc/small ", "opq/old", "replace-me/inner", "usr/lib/libc.so "} {
+		if strings.Contains(tree, gone) {
+			t.Errorf("container tree still shows whited-out %q", gone)
+		}
+	}
 	if len(views["cfs"]) < 20 {
 		t.Fatalf("container tree has only %d entries: the layers did not land", len(views["cfs"]))
 	}
