@@ -42,6 +42,7 @@ const (
 	CgroupV2                   // unified: cgroup2 at /sys/fs/cgroup
 )
 
+// String names the layout as the runtime's messages do.
 func (l CgroupLayout) String() string {
 	switch l {
 	case CgroupV1:
