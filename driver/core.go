@@ -33,6 +33,7 @@ type core struct {
 	opts    Options
 	objects *dedup.Store
 	host    *hostShare // nil without a host repository
+	lock    *os.File   // driver.lock, held shared while the core is open
 
 	mu     sync.Mutex
 	mounts map[string]*mountState
@@ -56,15 +57,43 @@ func newCore(home, runRoot string, opts Options) (*core, error) {
 		return nil, fmt.Errorf("cfs: open object store: %w", err)
 	}
 	d.objects = objects
-	if err := d.recover(); err != nil {
+	if err := d.openLock(); err != nil {
 		objects.Close()
 		return nil, err
 	}
 	return d, nil
 }
 
+// openLock takes the driver's lock (<home>/driver.lock) shared for the
+// life of this core, so that other processes know it is in use. A process
+// that finds no other user (it gets the lock exclusively) first recovers
+// from interrupted work: the temporary files it removes cannot then be
+// another live process's work in progress.
+func (d *core) openLock() error {
+	f, err := os.OpenFile(filepath.Join(d.home, "driver.lock"), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("cfs: open driver lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
+		if err := d.recover(); err != nil {
+			f.Close()
+			return err
+		}
+	} else if !errors.Is(err, unix.EWOULDBLOCK) {
+		f.Close()
+		return fmt.Errorf("cfs: driver lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH); err != nil {
+		f.Close()
+		return fmt.Errorf("cfs: driver lock: %w", err)
+	}
+	d.lock = f
+	return nil
+}
+
 // recover removes what interrupted work left: temporary layer and image
 // files, and the upper directories of layers sealed just before a crash.
+// It runs only while no other process has the driver open (openLock).
 func (d *core) recover() error {
 	if err := os.RemoveAll(filepath.Join(d.home, "tmp")); err != nil {
 		return fmt.Errorf("cfs: clean tmp: %w", err)
@@ -126,6 +155,9 @@ func (d *core) close() error {
 	}
 	if cerr := d.objects.Close(); err == nil {
 		err = cerr
+	}
+	if d.lock != nil {
+		d.lock.Close() // releases the shared lock
 	}
 	return err
 }

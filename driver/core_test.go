@@ -240,3 +240,30 @@ func TestStatusReportsObjects(t *testing.T) {
 		t.Fatalf("status after two layers sharing one content: %v", got)
 	}
 }
+
+// Start-up recovery removes temporary files only when no other process
+// has the driver open: they may be that process's work in progress.
+func TestRecoveryLeavesOthersWorkInProgress(t *testing.T) {
+	first := newTestCore(t)
+	inProgress := filepath.Join(first.home, "layers", ".new-in-progress")
+	if err := os.Mkdir(inProgress, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	second, err := newCore(first.home, filepath.Dir(first.run), first.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(inProgress); err != nil {
+		t.Fatalf("a second process's start-up removed the first's work in progress: %v", err)
+	}
+	second.close()
+	first.close()
+	third, err := newCore(first.home, filepath.Dir(first.run), first.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.close()
+	if _, err := os.Stat(inProgress); !os.IsNotExist(err) {
+		t.Fatalf("a solitary start-up left a leftover temporary directory: %v", err)
+	}
+}
