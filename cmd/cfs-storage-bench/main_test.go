@@ -86,7 +86,7 @@ func checkPlausible(t *testing.T, res *report.Results) {
 		between("disk", d, "÷ lower bound", 0.8, 20)
 		between("start", d, "warm median", 1, 30000)
 		between("start", d, "warm p95", 1, 30000)
-		between("start", d, "cold median (/bin/true)", 1, 30000)
+		between("start", d, "cold median (true)", 1, 30000)
 		between("memory", d, "bytes read by the container", 1*mib, 500*mib)
 		between("memory", d, "file data newly cached (mincore)", 0, 500*mib)
 		for _, depth := range scenario.QuickDepths {

@@ -17,59 +17,84 @@ var (
 	QuickDepths = []int{1, 10, 20}
 )
 
-// depthScenario puts a chain of synthetic layers, makes images of each
-// depth on it, and times mounts and starts of containers from them.
-func (r *runner) depthScenario(ctx context.Context, bs *benchStore) error {
+// depthScenario puts a chain of synthetic layers on every store, makes
+// images of each depth on it, and times mounts and starts of containers
+// from them, the drivers interleaved run by run.
+func (r *runner) depthScenario(ctx context.Context, stores []*benchStore) error {
 	depths := Depths
 	if r.cfg.Corpus.Kind == "quick" {
 		depths = QuickDepths
 	}
-	maxDepth := slices.Max(depths)
 	if r.depth == nil {
-		tars, err := corpus.DepthLayers(ctx, r.scratch, maxDepth)
+		tars, err := corpus.DepthLayers(ctx, r.scratch, slices.Max(depths))
 		if err != nil {
 			return err
 		}
 		r.depth = tars
 	}
+	images := map[string]map[int]string{} // driver → depth → image ID
+	for _, bs := range stores {
+		ids, err := r.putDepthImages(bs, depths)
+		if err != nil {
+			return fmt.Errorf("%s: %w", bs.label, err)
+		}
+		images[bs.label] = ids
+	}
+	for _, d := range depths {
+		mounts, starts := map[string][]time.Duration{}, map[string][]time.Duration{}
+		for _, bs := range stores {
+			first, err := r.cycle(ctx, bs, images[bs.label][d], nil)
+			if err != nil {
+				return fmt.Errorf("%s: depth %d: %w", bs.label, d, err)
+			}
+			r.add("depth", bs.label, fmt.Sprintf("first mount, %d layers", d), ms(first.mount), "ms", false)
+		}
+		for i := range r.cfg.Runs {
+			for _, bs := range rotated(stores, i) {
+				img := images[bs.label][d]
+				p, err := r.cycle(ctx, bs, img, nil)
+				if err != nil {
+					return fmt.Errorf("%s: depth %d: %w", bs.label, d, err)
+				}
+				mounts[bs.label] = append(mounts[bs.label], p.mount)
+				if p, err = r.cycle(ctx, bs, img, []string{"/bin/true"}); err != nil {
+					return fmt.Errorf("%s: depth %d: %w", bs.label, d, err)
+				}
+				starts[bs.label] = append(starts[bs.label], p.total())
+			}
+		}
+		for _, bs := range stores {
+			m, s := median(mounts[bs.label]), median(starts[bs.label])
+			r.add("depth", bs.label, fmt.Sprintf("mount, %d layers (median)", d), ms(m), "ms", true)
+			r.add("depth", bs.label, fmt.Sprintf("start, %d layers (median)", d), ms(s), "ms", false)
+			r.logf("[depth] %s: %d layers: mount %.2f ms, start %.1f ms (medians)", bs.label, d, ms(m), ms(s))
+		}
+	}
+	return nil
+}
+
+// putDepthImages puts the synthetic layer chain into a store and makes
+// an image at each depth; it returns the image IDs by depth.
+func (r *runner) putDepthImages(bs *benchStore, depths []int) (map[int]string, error) {
 	start := time.Now()
 	parent := ""
 	top := map[int]string{}
 	for i, tarball := range r.depth {
 		layer, _, err := bs.store.PutLayer("", parent, nil, "", false, nil, bytes.NewReader(tarball))
 		if err != nil {
-			return fmt.Errorf("put layer %d: %w", i, err)
+			return nil, fmt.Errorf("put layer %d: %w", i, err)
 		}
 		parent = layer.ID
 		top[i+1] = layer.ID
 	}
-	r.logf("[depth] %s: %d layers put in %s", bs.label, maxDepth, time.Since(start).Round(time.Millisecond))
+	r.logf("[depth] %s: %d layers put in %s", bs.label, len(r.depth), time.Since(start).Round(time.Millisecond))
+	ids := map[int]string{}
 	for _, d := range depths {
 		img, err := bs.store.CreateImage("", []string{fmt.Sprintf("localhost/bench/depth%d:latest", d)}, top[d], "", nil)
 		if err != nil {
-			return fmt.Errorf("image of depth %d: %w", d, err)
+			return nil, fmt.Errorf("image of depth %d: %w", d, err)
 		}
-		first, err := r.cycle(ctx, bs, img.ID, nil)
-		if err != nil {
-			return fmt.Errorf("depth %d: %w", d, err)
-		}
-		var mounts, starts []time.Duration
-		for range r.cfg.Runs {
-			p, err := r.cycle(ctx, bs, img.ID, nil)
-			if err != nil {
-				return fmt.Errorf("depth %d: %w", d, err)
-			}
-			mounts = append(mounts, p.mount)
-			p, err = r.cycle(ctx, bs, img.ID, []string{"/bin/true"})
-			if err != nil {
-				return fmt.Errorf("depth %d: %w", d, err)
-			}
-			starts = append(starts, p.total())
-		}
-		r.add("depth", bs.label, fmt.Sprintf("mount, %d layers (median)", d), ms(median(mounts)), "ms", true)
-		r.add("depth", bs.label, fmt.Sprintf("first mount, %d layers", d), ms(first.mount), "ms", false)
-		r.add("depth", bs.label, fmt.Sprintf("start, %d layers (median)", d), ms(median(starts)), "ms", false)
-		r.logf("[depth] %s: %d layers: mount %.2f ms, start %.1f ms (medians)", bs.label, d, ms(median(mounts)), ms(median(starts)))
+		ids[d] = img.ID
 	}
-	return nil
+	return ids, nil
 }

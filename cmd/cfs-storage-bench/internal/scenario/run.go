@@ -77,6 +77,9 @@ func Run(ctx context.Context, cfg Config) (*report.Results, error) {
 			return nil, fmt.Errorf("unknown scenario %q (known: %s)", s, strings.Join(All, ", "))
 		}
 	}
+	if len(cfg.Drivers) == 0 {
+		return nil, fmt.Errorf("no drivers selected (known: %s)", strings.Join(Drivers, ", "))
+	}
 	if cfg.Runs < 1 {
 		return nil, fmt.Errorf("runs must be at least 1, not %d", cfg.Runs)
 	}
@@ -95,11 +98,8 @@ func Run(ctx context.Context, cfg Config) (*report.Results, error) {
 		logf: func(format string, args ...any) { fmt.Fprintf(cfg.Progress, format+"\n", args...) },
 	}
 	r.res.CorpusInfo = corpusInfo(cfg.Corpus)
-	for i, d := range cfg.Drivers {
-		r.logf("[bench] driver %d/%d: %s", i+1, len(cfg.Drivers), d)
-		if err := r.runDriver(ctx, d); err != nil {
-			return nil, fmt.Errorf("driver %s: %w", d, err)
-		}
+	if err := r.runAll(ctx); err != nil {
+		return nil, err
 	}
 	r.res.Notes = r.notes()
 	return r.res, nil
@@ -149,43 +149,74 @@ func (b *benchStore) close() error {
 	return err
 }
 
-// runDriver runs the scenarios on a fresh store for one driver.
-func (r *runner) runDriver(ctx context.Context, label string) (err error) {
-	bs, err := r.openStore(label)
-	if err != nil {
-		return err
-	}
+// runAll opens a fresh store per driver and runs the scenarios. Pull,
+// disk and memory run one driver at a time (they measure the process's
+// writes, the disk and the page cache); the latency scenarios (start,
+// depth) interleave the drivers run by run, rotating their order, so
+// that background load on the machine falls on all drivers alike.
+func (r *runner) runAll(ctx context.Context) (err error) {
+	var stores []*benchStore
 	defer func() {
-		if cerr := bs.close(); err == nil && cerr != nil {
-			err = cerr
+		for _, bs := range stores {
+			if cerr := bs.close(); err == nil && cerr != nil {
+				err = fmt.Errorf("driver %s: %w", bs.label, cerr)
+			}
 		}
 	}()
+	for _, label := range r.cfg.Drivers {
+		bs, err := r.openStore(label)
+		if err != nil {
+			return err
+		}
+		stores = append(stores, bs)
+	}
 	needImages := r.want("pull") || r.want("disk") || r.want("start") || r.want("memory")
-	steps := []struct {
+	perDriver := []struct {
 		name string
 		run  func(context.Context, *benchStore) error
 		on   bool
-	}{
-		{"pull", r.pull, needImages},
-		{"disk", r.disk, r.want("disk")},
-		{"start", r.start, r.want("start")},
-		{"memory", r.memory, r.want("memory")},
-		{"depth", r.depthScenario, r.want("depth")},
-	}
-	for _, s := range steps {
-		if !s.on {
-			continue
+	}{{"pull", r.pull, needImages}, {"disk", r.disk, r.want("disk")}}
+	for i, bs := range stores {
+		r.logf("[bench] driver %d/%d: %s", i+1, len(stores), bs.label)
+		for _, s := range perDriver {
+			if err := r.step(ctx, s.name, bs.label, s.on, func() error { return s.run(ctx, bs) }); err != nil {
+				return err
+			}
 		}
-		if err := ctx.Err(); err != nil {
+	}
+	if err := r.step(ctx, "start", "all drivers", r.want("start"), func() error { return r.start(ctx, stores) }); err != nil {
+		return err
+	}
+	for _, bs := range stores {
+		if err := r.step(ctx, "memory", bs.label, r.want("memory"), func() error { return r.memory(ctx, bs) }); err != nil {
 			return err
 		}
-		start := time.Now()
-		if err := s.run(ctx, bs); err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
-		}
-		r.logf("[%s] %s: done in %s", s.name, label, time.Since(start).Round(time.Millisecond))
 	}
+	return r.step(ctx, "depth", "all drivers", r.want("depth"), func() error { return r.depthScenario(ctx, stores) })
+}
+
+// step runs one scenario step when on, with a progress line and errors
+// naming the scenario and the driver.
+func (r *runner) step(ctx context.Context, name, who string, on bool, run func() error) error {
+	if !on {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := run(); err != nil {
+		return fmt.Errorf("%s (%s): %w", name, who, err)
+	}
+	r.logf("[%s] %s: done in %s", name, who, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// rotated returns stores starting at index i (mod len), so that no
+// driver always runs first in an interleaved round.
+func rotated(stores []*benchStore, i int) []*benchStore {
+	k := i % len(stores)
+	return append(slices.Clone(stores[k:]), stores[:k]...)
 }
 
 func (r *runner) add(scenario, driver, metric string, value float64, unit string, primary bool) {
@@ -217,9 +248,9 @@ func (r *runner) notes() []string {
 		n = append(n, "`cfs-storage df` was not run: no cfs-storage binary next to cfs-storage-bench or on PATH (`make build` puts both in bin/).")
 	}
 	n = append(n,
-		"start: create container (store.CreateContainer), mount (store.Mount), run a minimal OCI bundle with the runtime, unmount, delete; median and p95 over the runs after one untimed warm-up. Cold: `sync` + drop_caches, then the host reads its copy of the program's files (the start image's program and memory file set, through the host checkout) and the runtime binary, then one timed start of the program.",
+		"start: create container (store.CreateContainer), mount (store.Mount), run a minimal OCI bundle with the runtime, unmount, delete; median and p95 over the runs after one untimed warm-up, the drivers interleaved run by run (rotating which goes first). Cold: `sync` + drop_caches, then the host reads its copy of the program's files (the start image's program and memory file set, through the host checkout) and the runtime binary, then one timed start of the program (`"+strings.Join(r.cfg.Corpus.ColdArgs, " ")+"`).",
 		"memory: drop_caches, the host reads the file set through its checkout, then the same paths are read through a container's mount; growth of Cached+Buffers in /proc/meminfo, and the data pages newly resident under the container's files (mincore through the mount, which reports the backing file's pages).",
-		fmt.Sprintf("depth: synthetic images of %v layers (quick corpus: %v), one chain put with store.PutLayer; the first mount of each is timed alone, then mount and a full start (/bin/true) are timed over the runs.", Depths, QuickDepths),
+		fmt.Sprintf("depth: synthetic images of %v layers (quick corpus: %v), one chain put with store.PutLayer; the first mount of each is timed alone, then mount and a full start (/bin/true) are timed over the runs, the drivers interleaved run by run.", Depths, QuickDepths),
 	)
 	return n
 }

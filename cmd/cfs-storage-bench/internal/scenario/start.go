@@ -180,28 +180,39 @@ func (r *runner) ensureRuntime(ctx context.Context, rootfs string) error {
 	return nil
 }
 
-// start measures container starts from the corpus's start image, warm
-// and cold.
-func (r *runner) start(ctx context.Context, bs *benchStore) error {
+// start measures container starts from the corpus's start image on
+// every store, warm and cold, the drivers interleaved run by run.
+func (r *runner) start(ctx context.Context, stores []*benchStore) error {
 	c := r.cfg.Corpus
-	img, ok := bs.images[c.StartImage]
-	if !ok {
-		return fmt.Errorf("start image %s not pulled", c.StartImage)
+	runs := map[string][]phases{}
+	for _, bs := range stores {
+		if _, ok := bs.images[c.StartImage]; !ok {
+			return fmt.Errorf("start image %s not pulled on %s", c.StartImage, bs.label)
+		}
+		if _, err := r.cycle(ctx, bs, bs.images[c.StartImage], []string{"/bin/true"}); err != nil { // warm-up
+			return fmt.Errorf("%s: %w", bs.label, err)
+		}
 	}
-	if _, err := r.cycle(ctx, bs, img, []string{"/bin/true"}); err != nil { // warm-up
-		return err
-	}
-	var runs []phases
 	for i := range r.cfg.Runs {
-		p, err := r.cycle(ctx, bs, img, []string{"/bin/true"})
-		if err != nil {
-			return err
+		for _, bs := range rotated(stores, i) {
+			p, err := r.cycle(ctx, bs, bs.images[c.StartImage], []string{"/bin/true"})
+			if err != nil {
+				return fmt.Errorf("%s: %w", bs.label, err)
+			}
+			runs[bs.label] = append(runs[bs.label], p)
 		}
-		runs = append(runs, p)
-		if (i+1)%10 == 0 || i+1 == r.cfg.Runs {
-			r.logf("[start] %s: warm %d/%d", bs.label, i+1, r.cfg.Runs)
+		if (i+1)%5 == 0 || i+1 == r.cfg.Runs {
+			r.logf("[start] warm %d/%d on every driver", i+1, r.cfg.Runs)
 		}
 	}
+	for _, bs := range stores {
+		r.addStarts(bs.label, runs[bs.label])
+	}
+	return r.coldStart(ctx, stores)
+}
+
+// addStarts records the start figures of one driver.
+func (r *runner) addStarts(label string, runs []phases) {
 	pick := func(f func(phases) time.Duration) []time.Duration {
 		out := make([]time.Duration, len(runs))
 		for i, p := range runs {
@@ -210,39 +221,42 @@ func (r *runner) start(ctx context.Context, bs *benchStore) error {
 		return out
 	}
 	total := pick(phases.total)
-	r.add("start", bs.label, "warm median", ms(median(total)), "ms", true)
-	r.add("start", bs.label, "warm p95", ms(percentile(total, 95)), "ms", false)
-	r.add("start", bs.label, "create (median)", ms(median(pick(func(p phases) time.Duration { return p.create }))), "ms", false)
-	r.add("start", bs.label, "mount (median)", ms(median(pick(func(p phases) time.Duration { return p.mount }))), "ms", false)
-	r.add("start", bs.label, "run /bin/true (median)", ms(median(pick(func(p phases) time.Duration { return p.run }))), "ms", false)
-	r.add("start", bs.label, "unmount + delete (median)", ms(median(pick(func(p phases) time.Duration { return p.teardown }))), "ms", false)
-	return r.coldStart(ctx, bs, img)
+	r.add("start", label, "warm median", ms(median(total)), "ms", true)
+	r.add("start", label, "warm p95", ms(percentile(total, 95)), "ms", false)
+	r.add("start", label, "create (median)", ms(median(pick(func(p phases) time.Duration { return p.create }))), "ms", false)
+	r.add("start", label, "mount (median)", ms(median(pick(func(p phases) time.Duration { return p.mount }))), "ms", false)
+	r.add("start", label, "run /bin/true (median)", ms(median(pick(func(p phases) time.Duration { return p.run }))), "ms", false)
+	r.add("start", label, "unmount + delete (median)", ms(median(pick(func(p phases) time.Duration { return p.teardown }))), "ms", false)
 }
 
 // coldStart times starts of the corpus's cold program after dropping
 // caches and letting the host read its own copy of the program's files.
-func (r *runner) coldStart(ctx context.Context, bs *benchStore, img string) error {
+func (r *runner) coldStart(ctx context.Context, stores []*benchStore) error {
 	c := r.cfg.Corpus
 	n := min(r.cfg.Runs, 5)
-	var times []time.Duration
+	times := map[string][]time.Duration{}
 	for i := range n {
-		if err := dropCaches(); err != nil {
-			return err
+		for _, bs := range rotated(stores, i) {
+			if err := dropCaches(); err != nil {
+				return err
+			}
+			if _, err := r.hostRead(); err != nil {
+				return err
+			}
+			if _, err := readFile(r.rt.path); err != nil {
+				return err
+			}
+			p, err := r.cycle(ctx, bs, bs.images[c.StartImage], c.ColdArgs)
+			if err != nil {
+				return fmt.Errorf("%s: cold start: %w", bs.label, err)
+			}
+			times[bs.label] = append(times[bs.label], p.total())
+			r.logf("[start] %s: cold %d/%d: %s", bs.label, i+1, n, p.total().Round(time.Millisecond))
 		}
-		if _, err := r.hostRead(); err != nil {
-			return err
-		}
-		if _, err := readFile(r.rt.path); err != nil {
-			return err
-		}
-		p, err := r.cycle(ctx, bs, img, c.ColdArgs)
-		if err != nil {
-			return fmt.Errorf("cold start: %w", err)
-		}
-		times = append(times, p.total())
-		r.logf("[start] %s: cold %d/%d: %s", bs.label, i+1, n, p.total().Round(time.Millisecond))
 	}
-	r.add("start", bs.label, "cold median ("+strings.Join(c.ColdArgs, " ")+")", ms(median(times)), "ms", true)
+	for _, bs := range stores {
+		r.add("start", bs.label, "cold median ("+filepath.Base(c.ColdArgs[0])+")", ms(median(times[bs.label])), "ms", true)
+	}
 	return nil
 }
 
