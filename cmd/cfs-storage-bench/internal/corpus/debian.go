@@ -3,6 +3,7 @@ package corpus
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,38 +50,48 @@ var (
 	}
 )
 
+// debootstrapper makes root filesystems with debootstrap, sharing one
+// package cache.
+type debootstrapper struct {
+	dir, debs, mirror string
+	progress          io.Writer
+}
+
+// boot makes a minbase bookworm root with extra packages in
+// <dir>/build/<name> and strips what a container build or an ostree
+// compose leaves out.
+func (d debootstrapper) boot(ctx context.Context, name string, pkgs []string) (string, error) {
+	root := filepath.Join(d.dir, "build", name)
+	start := time.Now()
+	fmt.Fprintf(d.progress, "[corpus] debootstrap %s (%s)…\n", name, strings.Join(append([]string{"minbase"}, pkgs...), " "))
+	args := []string{"--variant=minbase", "--cache-dir=" + d.debs}
+	if len(pkgs) > 0 {
+		args = append(args, "--include="+strings.Join(pkgs, ","))
+	}
+	args = append(args, "bookworm", root, d.mirror)
+	if err := run(ctx, "debootstrap", args...); err != nil {
+		return "", err
+	}
+	if err := removePaths(root, "dev/*", "proc/*", "sys/*", "run/*", "tmp/*", "var/cache/apt/archives/*.deb",
+		"var/cache/apt/*.bin", "var/log/bootstrap.log", "var/lib/apt/lists/*_Packages", "etc/hostname", "etc/resolv.conf"); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(d.progress, "[corpus] debootstrap %s: %s\n", name, time.Since(start).Round(time.Second))
+	return root, nil
+}
+
 // buildDebian builds the default corpus in dir: five debootstrap runs
 // sharing one package cache (<cache>/debs).
 func buildDebian(ctx context.Context, dir string, o Options) (*Corpus, error) {
-	debs := filepath.Join(o.CacheDir, "debs")
-	if err := os.MkdirAll(debs, 0o755); err != nil {
+	d := debootstrapper{dir: dir, debs: filepath.Join(o.CacheDir, "debs"), mirror: o.Mirror, progress: o.Progress}
+	if err := os.MkdirAll(d.debs, 0o755); err != nil {
 		return nil, err
-	}
-	boot := func(name string, pkgs []string) (string, error) {
-		root := filepath.Join(dir, "build", name)
-		start := time.Now()
-		fmt.Fprintf(o.Progress, "[corpus] debootstrap %s (%s)…\n", name, strings.Join(append([]string{"minbase"}, pkgs...), " "))
-		args := []string{"--variant=minbase", "--cache-dir=" + debs}
-		if len(pkgs) > 0 {
-			args = append(args, "--include="+strings.Join(pkgs, ","))
-		}
-		args = append(args, "bookworm", root, o.Mirror)
-		if err := run(ctx, "debootstrap", args...); err != nil {
-			return "", err
-		}
-		// What a container build or an ostree compose leaves out.
-		if err := removePaths(root, "dev/*", "proc/*", "sys/*", "run/*", "tmp/*", "var/cache/apt/archives/*.deb",
-			"var/cache/apt/*.bin", "var/log/bootstrap.log", "var/lib/apt/lists/*_Packages", "etc/hostname", "etc/resolv.conf"); err != nil {
-			return "", err
-		}
-		fmt.Fprintf(o.Progress, "[corpus] debootstrap %s: %s\n", name, time.Since(start).Round(time.Second))
-		return root, nil
 	}
 	c := &Corpus{
 		Kind: "debian", HostRepo: "host/repo", HostRef: "host", HostRoot: "host/root", Layout: "oci",
 		Packages: map[string][]string{"host": append([]string{"minbase"}, hostPackages...)},
 	}
-	host, err := boot("host", hostPackages)
+	host, err := d.boot(ctx, "host", hostPackages)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +109,7 @@ func buildDebian(ctx context.Context, dir string, o Options) (*Corpus, error) {
 	if err != nil {
 		return nil, err
 	}
-	base, err := boot("base", nil)
+	base, err := d.boot(ctx, "base", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -106,32 +117,13 @@ func buildDebian(ctx context.Context, dir string, o Options) (*Corpus, error) {
 	if err := bb.layer("debootstrap --variant=minbase bookworm"); err != nil {
 		return nil, err
 	}
-	baseLayer, baseSnap := bb.layers[0], bb.prev
 	if err := os.RemoveAll(base); err != nil {
 		return nil, err
 	}
 	for _, spec := range debianImages {
-		b := &imageBuilder{lay: lay, prev: baseSnap, layers: []layerBlob{baseLayer}}
-		if len(spec.packages) > 0 {
-			if b.root, err = boot(spec.name, spec.packages); err != nil {
-				return nil, err
-			}
-			if err := b.layer("apt-get install " + strings.Join(spec.packages, " ")); err != nil {
-				return nil, err
-			}
-		}
-		for _, s := range spec.stages {
-			if err := b.stage(s); err != nil {
-				return nil, fmt.Errorf("image %s: %w", spec.name, err)
-			}
-		}
-		if err := lay.addImage(spec.name, epoch, []string{"/bin/bash"}, b.layers); err != nil {
-			return nil, err
-		}
-		if b.root != "" {
-			if err := os.RemoveAll(b.root); err != nil {
-				return nil, err
-			}
+		b := &imageBuilder{lay: lay, prev: bb.prev, layers: []layerBlob{bb.layers[0]}}
+		if err := d.image(ctx, b, spec.name, spec.packages, spec.stages); err != nil {
+			return nil, fmt.Errorf("image %s: %w", spec.name, err)
 		}
 		c.Images = append(c.Images, Image{Name: spec.name, Description: spec.desc, Layers: len(b.layers)})
 		c.Packages[spec.name] = append([]string{"minbase"}, spec.packages...)
@@ -141,4 +133,26 @@ func buildDebian(ctx context.Context, dir string, o Options) (*Corpus, error) {
 		return nil, err
 	}
 	return c, lay.finish()
+}
+
+// image adds an image on the base layer: a layer of its packages (a root
+// of their own, diffed against the base), then one per stage.
+func (d debootstrapper) image(ctx context.Context, b *imageBuilder, name string, pkgs []string, stages []stage) error {
+	if len(pkgs) > 0 {
+		root, err := d.boot(ctx, name, pkgs)
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(root)
+		b.root = root
+		if err := b.layer("apt-get install " + strings.Join(pkgs, " ")); err != nil {
+			return err
+		}
+	}
+	for _, s := range stages {
+		if err := b.stage(s); err != nil {
+			return err
+		}
+	}
+	return b.lay.addImage(name, epoch, []string{"/bin/bash"}, b.layers)
 }

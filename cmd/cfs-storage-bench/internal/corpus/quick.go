@@ -44,41 +44,11 @@ func buildQuick(ctx context.Context, dir string, o Options) (*Corpus, error) {
 	if err != nil {
 		return nil, err
 	}
-	type spec struct {
-		name, desc string
-		stages     []stage
-	}
-	replaced := map[string]string{}
-	for i, k := range sortedKeys(shared)[:6] {
-		replaced[k] = fmt.Sprintf("replaced content %d\n", i)
-	}
-	specs := []spec{
-		{name: "base", desc: "/bin/true and its libraries"},
-		{name: "app", desc: "base + the host's shared files + files replaced and deleted", stages: []stage{
-			{what: "shared files", write: shared},
-			{what: "replace and delete", write: replaced, remove: sortedKeys(shared)[10:16]},
-		}},
-		{name: "tools", desc: "base + unique files + a directory deleted", stages: []stage{
-			{what: "tools", write: merge(randomFiles(rng, "usr/lib/tools/t", 40, 1024, 128<<10), randomFiles(rng, "usr/lib/tools/sub/s", 10, 512, 4096))},
-			{what: "delete a directory", remove: []string{"usr/lib/tools/sub"}, write: map[string]string{"usr/local/bin/tool": "#!/bin/sh\n"}},
-		}},
-	}
-	multi := spec{name: "multi", desc: "base + five layers, each adding, replacing and deleting"}
-	for i := range 5 {
-		s := stage{what: fmt.Sprintf("step %d", i), write: randomFiles(rng, fmt.Sprintf("opt/step%d/f", i), 8, 256, 32<<10)}
-		if i > 0 {
-			s.remove = []string{fmt.Sprintf("opt/step%d/f000", i-1)}
-			s.write[fmt.Sprintf("opt/step%d/f001", i-1)] = fmt.Sprintf("replaced in step %d\n", i)
-		}
-		multi.stages = append(multi.stages, s)
-	}
-	specs = append(specs, multi)
-	for _, sp := range specs {
-		root := filepath.Join(dir, "build", sp.name)
-		if err := makeRoot(root, progs, base); err != nil {
+	for _, sp := range quickSpecs(rng, shared) {
+		b := &imageBuilder{lay: lay, root: filepath.Join(dir, "build", sp.name), prev: snapshot{}}
+		if err := makeRoot(b.root, progs, base); err != nil {
 			return nil, err
 		}
-		b := &imageBuilder{lay: lay, root: root, prev: snapshot{}}
 		if err := b.layer("base"); err != nil {
 			return nil, err
 		}
@@ -96,6 +66,43 @@ func buildQuick(ctx context.Context, dir string, o Options) (*Corpus, error) {
 		return nil, err
 	}
 	return c, lay.finish()
+}
+
+// quickSpec is an image of the quick corpus: the base layer, then one
+// layer per stage.
+type quickSpec struct {
+	name, desc string
+	stages     []stage
+}
+
+// quickSpecs are the quick corpus's images; shared is the file set the
+// host has too.
+func quickSpecs(rng *rand.Rand, shared map[string]string) []quickSpec {
+	replaced := map[string]string{}
+	for i, k := range sortedKeys(shared)[:6] {
+		replaced[k] = fmt.Sprintf("replaced content %d\n", i)
+	}
+	specs := []quickSpec{
+		{name: "base", desc: "/bin/true and its libraries"},
+		{name: "app", desc: "base + the host's shared files + files replaced and deleted", stages: []stage{
+			{what: "shared files", write: shared},
+			{what: "replace and delete", write: replaced, remove: sortedKeys(shared)[10:16]},
+		}},
+		{name: "tools", desc: "base + unique files + a directory deleted", stages: []stage{
+			{what: "tools", write: merge(randomFiles(rng, "usr/lib/tools/t", 40, 1024, 128<<10), randomFiles(rng, "usr/lib/tools/sub/s", 10, 512, 4096))},
+			{what: "delete a directory", remove: []string{"usr/lib/tools/sub"}, write: map[string]string{"usr/local/bin/tool": "#!/bin/sh\n"}},
+		}},
+	}
+	multi := quickSpec{name: "multi", desc: "base + five layers, each adding, replacing and deleting"}
+	for i := range 5 {
+		s := stage{what: fmt.Sprintf("step %d", i), write: randomFiles(rng, fmt.Sprintf("opt/step%d/f", i), 8, 256, 32<<10)}
+		if i > 0 {
+			s.remove = []string{fmt.Sprintf("opt/step%d/f000", i-1)}
+			s.write[fmt.Sprintf("opt/step%d/f001", i-1)] = fmt.Sprintf("replaced in step %d\n", i)
+		}
+		multi.stages = append(multi.stages, s)
+	}
+	return append(specs, multi)
 }
 
 // programFiles returns the files a program needs (itself and the
