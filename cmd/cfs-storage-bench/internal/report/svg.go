@@ -10,8 +10,8 @@ import (
 var palette = []string{"#1f77b4", "#6baed6", "#ff7f0e", "#9e9e9e", "#2ca02c", "#d62728"}
 
 // Chart draws a scenario's primary metrics as a horizontal bar chart:
-// one group per metric, one bar per driver, each group scaled to its
-// own largest value. It returns "" when the scenario has no primary
+// one group per metric, one bar per driver, on one scale when the
+// metrics share a unit, else each group on its own. It returns "" when the scenario has no primary
 // metric.
 func (r *Results) Chart(scenario string) string {
 	var rows []*row
@@ -29,14 +29,28 @@ func (r *Results) Chart(scenario string) string {
 		top                   = 34
 	)
 	barMax := float64(width - labelW - valueW)
+	// One scale for the chart when its metrics share a unit (depths
+	// side by side show growth), else one per metric.
+	shared := 0.0
+	for _, rw := range rows {
+		if rw.unit != rows[0].unit {
+			shared = 0
+			break
+		}
+		for _, v := range rw.values {
+			shared = maxf(shared, v)
+		}
+	}
 	var body strings.Builder
 	y := top
 	for _, rw := range rows {
 		fmt.Fprintf(&body, `<text x="4" y="%d" font-weight="bold">%s</text>`+"\n", y+12, esc(rw.metric))
 		y += 18
-		max := 0.0
-		for _, v := range rw.values {
-			max = maxf(max, v)
+		max := shared
+		if max == 0 {
+			for _, v := range rw.values {
+				max = maxf(max, v)
+			}
 		}
 		for i, d := range r.Drivers {
 			v, ok := rw.values[d]

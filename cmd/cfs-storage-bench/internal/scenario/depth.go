@@ -47,7 +47,7 @@ func (r *runner) depthScenario(ctx context.Context, stores []*benchStore) error 
 			if err != nil {
 				return fmt.Errorf("%s: depth %d: %w", bs.label, d, err)
 			}
-			r.add("depth", bs.label, fmt.Sprintf("first mount, %d layers", d), ms(first.mount), "ms", false)
+			r.add("depth", bs.label, "first mount, "+layers(d), ms(first.mount), "ms", false)
 		}
 		for i := range r.cfg.Runs {
 			for _, bs := range rotated(stores, i) {
@@ -65,9 +65,9 @@ func (r *runner) depthScenario(ctx context.Context, stores []*benchStore) error 
 		}
 		for _, bs := range stores {
 			m, s := median(mounts[bs.label]), median(starts[bs.label])
-			r.add("depth", bs.label, fmt.Sprintf("mount, %d layers (median)", d), ms(m), "ms", true)
-			r.add("depth", bs.label, fmt.Sprintf("start, %d layers (median)", d), ms(s), "ms", false)
-			r.logf("[depth] %s: %d layers: mount %.2f ms, start %.1f ms (medians)", bs.label, d, ms(m), ms(s))
+			r.add("depth", bs.label, "mount, "+layers(d)+" (median)", ms(m), "ms", true)
+			r.add("depth", bs.label, "start, "+layers(d)+" (median)", ms(s), "ms", false)
+			r.logf("[depth] %s: %d layer(s): mount %.2f ms, start %.1f ms (medians)", bs.label, d, ms(m), ms(s))
 		}
 	}
 	return nil
@@ -97,4 +97,12 @@ func (r *runner) putDepthImages(bs *benchStore, depths []int) (map[int]string, e
 		ids[d] = img.ID
 	}
 	return ids, nil
+}
+
+// layers names a depth: "1 layer", "10 layers".
+func layers(n int) string {
+	if n == 1 {
+		return "1 layer"
+	}
+	return fmt.Sprintf("%d layers", n)
 }
