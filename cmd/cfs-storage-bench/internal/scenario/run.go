@@ -206,6 +206,9 @@ func (r *runner) step(ctx context.Context, name, who string, on bool, run func()
 	}
 	start := time.Now()
 	if err := run(); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s (%s): interrupted: %w", name, who, ctx.Err())
+		}
 		return fmt.Errorf("%s (%s): %w", name, who, err)
 	}
 	r.logf("[%s] %s: done in %s", name, who, time.Since(start).Round(time.Millisecond))
