@@ -39,6 +39,9 @@ func Run(ctx context.Context, o Options) (*report.Results, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("cfs-storage-bench needs root (mounts, drop_caches, container runtimes); running as uid %d", os.Geteuid())
 	}
+	if err := scenario.Validate(o.Drivers, o.Scenarios, o.Runs); err != nil {
+		return nil, err
+	}
 	started := time.Now()
 	c, err := corpus.Load(ctx, corpus.Options{CacheDir: o.Cache, Quick: o.Quick, Progress: o.Progress})
 	if err != nil {

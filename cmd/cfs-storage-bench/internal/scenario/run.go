@@ -67,21 +67,8 @@ type runner struct {
 // Run runs the selected scenarios on every selected driver and returns
 // the results (Command, Started and Duration are the caller's).
 func Run(ctx context.Context, cfg Config) (*report.Results, error) {
-	for _, d := range cfg.Drivers {
-		if !slices.Contains(Drivers, d) {
-			return nil, fmt.Errorf("unknown driver %q (known: %s)", d, strings.Join(Drivers, ", "))
-		}
-	}
-	for _, s := range cfg.Scenarios {
-		if !slices.Contains(All, s) {
-			return nil, fmt.Errorf("unknown scenario %q (known: %s)", s, strings.Join(All, ", "))
-		}
-	}
-	if len(cfg.Drivers) == 0 {
-		return nil, fmt.Errorf("no drivers selected (known: %s)", strings.Join(Drivers, ", "))
-	}
-	if cfg.Runs < 1 {
-		return nil, fmt.Errorf("runs must be at least 1, not %d", cfg.Runs)
+	if err := Validate(cfg.Drivers, cfg.Scenarios, cfg.Runs); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
 		return nil, fmt.Errorf("work folder: %w", err)
@@ -103,6 +90,27 @@ func Run(ctx context.Context, cfg Config) (*report.Results, error) {
 	}
 	r.res.Notes = r.notes()
 	return r.res, nil
+}
+
+// Validate checks a selection of drivers and scenarios and a run count.
+func Validate(drivers, scenarios []string, runs int) error {
+	for _, d := range drivers {
+		if !slices.Contains(Drivers, d) {
+			return fmt.Errorf("unknown driver %q (known: %s)", d, strings.Join(Drivers, ", "))
+		}
+	}
+	for _, s := range scenarios {
+		if !slices.Contains(All, s) {
+			return fmt.Errorf("unknown scenario %q (known: %s)", s, strings.Join(All, ", "))
+		}
+	}
+	if len(drivers) == 0 {
+		return fmt.Errorf("no drivers selected (known: %s)", strings.Join(Drivers, ", "))
+	}
+	if runs < 1 {
+		return fmt.Errorf("runs must be at least 1, not %d", runs)
+	}
+	return nil
 }
 
 func (r *runner) want(scenario string) bool { return slices.Contains(r.cfg.Scenarios, scenario) }
