@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -357,7 +358,9 @@ func (d *core) ingestOptions(mapIDs layers.IDMapper) layers.IngestOptions {
 	if limit == 0 {
 		limit = -1
 	}
-	return layers.IngestOptions{InlineLimit: limit, MapIDs: mapIDs}
+	// Contents up to 1 MiB are stored on one worker per CPU while the
+	// tar goes on being read (and decompressed, upstream).
+	return layers.IngestOptions{InlineLimit: limit, MapIDs: mapIDs, Workers: runtime.GOMAXPROCS(0)}
 }
 
 // remove deletes a layer: unmounts it, moves its directory out of the

@@ -72,7 +72,17 @@ type IngestOptions struct {
 	// its expanded size, since its holes are stored as zeros); 0 means
 	// DefaultMaxFileSize.
 	MaxFileSize int64
+	// Workers, when above 1, store contents of up to BufferLimit bytes on
+	// that many goroutines while the stream is read on; Contents must then
+	// be safe for concurrent use. Larger contents stream in order.
+	Workers int
+	// BufferLimit is the largest content buffered for a worker; 0 means
+	// DefaultBufferLimit.
+	BufferLimit int64
 }
+
+// DefaultBufferLimit is the largest content IngestOptions.Workers buffer.
+const DefaultBufferLimit = 1 << 20
 
 // IngestStats counts what Ingest read.
 type IngestStats struct {
@@ -100,25 +110,45 @@ func Ingest(ctx context.Context, r io.Reader, contents Contents, opts IngestOpti
 	if in.opts.MaxFileSize == 0 {
 		in.opts.MaxFileSize = DefaultMaxFileSize
 	}
+	if in.opts.BufferLimit == 0 {
+		in.opts.BufferLimit = DefaultBufferLimit
+	}
+	if in.opts.Workers > 1 {
+		in.pool = newPutPool(ctx, contents, in.opts.Workers)
+	}
+	t, err := in.read(ctx, r)
+	if in.pool != nil {
+		if perr := in.pool.wait(); err == nil && perr != nil {
+			err = fmt.Errorf("%w: %w", ErrInvalidTar, perr)
+		}
+	}
+	if err != nil {
+		return nil, in.stats, err
+	}
+	return t, in.stats, nil
+}
+
+// read reads the tar entries into the tree.
+func (in *ingester) read(ctx context.Context, r io.Reader) (*tree.Tree, error) {
 	tr := tar.NewReader(r)
 	for {
 		if err := ctx.Err(); err != nil {
-			return nil, in.stats, err
+			return nil, err
 		}
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, in.stats, fmt.Errorf("%w: reading entry %d: %w", ErrInvalidTar, in.stats.Entries+1, err)
+			return nil, fmt.Errorf("%w: reading entry %d: %w", ErrInvalidTar, in.stats.Entries+1, err)
 		}
 		in.stats.Entries++
 		if err := in.entry(ctx, hdr, tr); err != nil {
-			return nil, in.stats, err
+			return nil, err
 		}
 	}
 	FixLinks(in.t)
-	return in.t, in.stats, nil
+	return in.t, nil
 }
 
 type ingester struct {
@@ -126,6 +156,7 @@ type ingester struct {
 	contents Contents
 	opts     IngestOptions
 	stats    IngestStats
+	pool     *putPool // nil without workers
 }
 
 func (in *ingester) entry(ctx context.Context, hdr *tar.Header, r io.Reader) error {
@@ -344,6 +375,14 @@ func (in *ingester) content(ctx context.Context, n *tree.Node, hdr *tar.Header, 
 		in.stats.InlineBytes += size
 		return nil
 	}
+	in.stats.ExternalFiles++
+	if in.pool != nil && size <= in.opts.BufferLimit {
+		buf := make([]byte, size)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return fmt.Errorf("read %d bytes: %w", size, err)
+		}
+		return in.pool.put(n, hdr.Name, buf)
+	}
 	obj, err := in.contents.Put(ctx, r, size)
 	if err != nil {
 		return fmt.Errorf("store content (%d bytes): %w", size, err)
@@ -351,7 +390,6 @@ func (in *ingester) content(ctx context.Context, n *tree.Node, hdr *tar.Header, 
 	n.Payload = obj.Payload
 	d := obj.Digest
 	n.Digest = &d
-	in.stats.ExternalFiles++
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 
@@ -286,4 +287,38 @@ func TestIngestHardlinkMetadataWins(t *testing.T) {
 	if v, ok := a.Xattr("user.k"); !ok || string(v) != "v" {
 		t.Fatalf("link xattr not applied: %q %v", v, ok)
 	}
+}
+
+// With workers, contents are stored concurrently but the tree is the
+// same as a sequential ingest's; a store error still fails the ingest
+// and names the entry.
+func TestIngestWorkers(t *testing.T) {
+	var entries []entry
+	for i := 0; i < 200; i++ {
+		entries = append(entries, reg(fmt.Sprintf("d%d/f%d", i%7, i), strings.Repeat(fmt.Sprintf("content %d ", i%50), 40+i)))
+	}
+	entries = append(entries, hardlink("link", "d3/f3"), reg(".wh.gone", ""))
+	data := mkTar(t, entries...)
+	seqM, parM := newMemContents(), newMemContents()
+	seq, _, err := Ingest(context.Background(), bytes.NewReader(data), seqM, IngestOptions{InlineLimit: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	par, _, err := Ingest(context.Background(), bytes.NewReader(data), parM, IngestOptions{InlineLimit: 8, Workers: 4, BufferLimit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := listing(t, seq, seqM), listing(t, par, parM); a != b {
+		t.Fatalf("parallel ingest differs:\n%s\n---\n%s", a, b)
+	}
+	_, _, err = Ingest(context.Background(), bytes.NewReader(data), failingContents{}, IngestOptions{InlineLimit: 8, Workers: 4})
+	if err == nil || !strings.Contains(err.Error(), "disk full") || !strings.Contains(err.Error(), "entry \"d") {
+		t.Fatalf("store error with workers: %v", err)
+	}
+}
+
+type failingContents struct{}
+
+func (failingContents) Put(ctx context.Context, r io.Reader, size int64) (Object, error) {
+	return Object{}, errors.New("disk full")
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 // memContents is an in-memory Contents for unit tests: objects named by
 // the sha256 of their content (the real store uses fs-verity digests).
 type memContents struct {
+	mu      sync.Mutex
 	objects map[string][]byte
 	puts    int
 }
@@ -33,15 +35,19 @@ func (m *memContents) Put(ctx context.Context, r io.Reader, size int64) (Object,
 	if int64(len(data)) != size {
 		return Object{}, fmt.Errorf("short content: %d of %d bytes", len(data), size)
 	}
-	m.puts++
 	sum := sha256.Sum256(data)
 	name := hex.EncodeToString(sum[:])
+	m.mu.Lock()
+	m.puts++
 	m.objects[name[:2]+"/"+name[2:]] = data
+	m.mu.Unlock()
 	return Object{Payload: name[:2] + "/" + name[2:], Digest: sum}, nil
 }
 
 func (m *memContents) open(n *tree.Node) (io.ReadCloser, error) {
+	m.mu.Lock()
 	data, ok := m.objects[n.Payload]
+	m.mu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("no object %s", n.Payload)
 	}
