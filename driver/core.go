@@ -117,12 +117,37 @@ func (d *core) recover() error {
 	if err != nil {
 		return err
 	}
+	if err := d.dropStaleRefs(ids); err != nil {
+		return err
+	}
 	for _, id := range ids {
 		removeTemps(d.layerDir(id))
 		m, err := d.readMeta(id)
 		if err == nil && m.Sealed && !d.mountedElsewhere(id) {
 			os.RemoveAll(d.upperDir(id))
 			os.RemoveAll(d.workDir(id))
+		}
+	}
+	return nil
+}
+
+// dropStaleRefs drops the object refs of layers that are gone (a removal
+// interrupted between moving the layer away and dropping its refs), so
+// that their objects can be collected.
+func (d *core) dropStaleRefs(ids []string) error {
+	withRefs, err := d.objects.Layers()
+	if err != nil {
+		return fmt.Errorf("cfs: recover: list object refs: %w", err)
+	}
+	exists := map[string]bool{}
+	for _, id := range ids {
+		exists[id] = true
+	}
+	for _, id := range withRefs {
+		if !exists[id] {
+			if err := d.objects.DropRefs(context.Background(), id); err != nil && !errors.Is(err, dedup.ErrNotFound) {
+				return fmt.Errorf("cfs: recover: drop refs of removed layer %s: %w", id, err)
+			}
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
 	"os"
@@ -70,6 +71,7 @@ func runCrashChild(home, run string, start int) {
 			os.Exit(2)
 		}
 		if n%4 == 1 && parent != "" {
+			fmt.Printf("removing %s\n", parent)
 			if err := removeLayer(c, parent); err == nil {
 				fmt.Printf("done remove %s\n", parent)
 			}
@@ -88,7 +90,7 @@ func TestCrashConsistency(t *testing.T) {
 	dir := t.TempDir()
 	home, run := filepath.Join(dir, "home"), filepath.Join(dir, "run")
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
-	applied, removed := map[string]bool{}, map[string]bool{}
+	applied, removed, removing := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	deadline := time.Now().Add(8 * time.Second)
 	next, kills := 0, 0
 	for time.Now().Before(deadline) || kills < 5 {
@@ -112,6 +114,10 @@ func TestCrashConsistency(t *testing.T) {
 				next++
 			case len(f) == 3 && f[0] == "done" && f[1] == "remove":
 				removed[f[2]] = true
+			case len(f) == 2 && f[0] == "removing":
+				// Killed before "done remove", the layer may be there
+				// or gone: removal is atomic, both are consistent.
+				removing[f[1]] = true
 			default:
 				t.Fatalf("child: %s", sc.Text())
 			}
@@ -119,6 +125,12 @@ func TestCrashConsistency(t *testing.T) {
 		timer.Stop()
 		cmd.Wait()
 		kills++
+		for id := range removing {
+			if !layerExists(home, id) {
+				removed[id] = true
+			}
+			delete(removing, id)
+		}
 		checkAfterCrash(t, home, run, applied, removed)
 		next++ // the interrupted layer may exist half-made: start past it
 	}
@@ -152,6 +164,7 @@ func checkAfterCrash(t *testing.T, home, run string, applied, removed map[string
 	if _, err := c.objects.GC(ctx); err != nil {
 		t.Fatalf("gc after crash: %v", err)
 	}
+	checkNoLeakedObjects(t, c)
 	rep, err := c.objects.Fsck(ctx, dedupFsckAll())
 	if err != nil || !rep.Clean() {
 		t.Fatalf("fsck after crash: %v %+v", err, rep)
@@ -196,3 +209,35 @@ func checkLayerContent(t *testing.T, c *core, id string) {
 }
 
 func dedupFsckAll() dedup.FsckOptions { return dedup.FsckOptions{} }
+
+func layerExists(home, id string) bool {
+	_, err := os.Stat(filepath.Join(home, "layers", id, layerMetaFile))
+	return err == nil
+}
+
+// checkNoLeakedObjects checks that after GC the store holds exactly the
+// objects its layers reference: nothing an interrupted operation left.
+func checkNoLeakedObjects(t *testing.T, c *core) {
+	t.Helper()
+	ids, err := c.listLayers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[dedup.Digest]bool{}
+	for _, id := range ids {
+		refs, err := c.objects.Refs(id)
+		if err != nil && !errors.Is(err, dedup.ErrNotFound) {
+			t.Fatal(err)
+		}
+		for _, d := range refs {
+			used[d] = true
+		}
+	}
+	st, err := c.objects.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Objects != int64(len(used)) {
+		t.Fatalf("after GC the store has %d objects, its %d layers use %d: leaked objects survived", st.Objects, len(ids), len(used))
+	}
+}
