@@ -2,9 +2,11 @@ package driver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -227,13 +229,21 @@ func (d *core) create(ctx context.Context, id, parent string, container bool) er
 	if err := os.Lchown(upper, int(rootUID), int(rootGID)); err != nil {
 		return fmt.Errorf("cfs: create %s: %w", id, err)
 	}
-	if err := d.writeMeta(tmp, layerMeta{Parent: parent, Container: container}); err != nil {
-		return err
+	// No fsync: the directory appears whole by the rename, and a layer a
+	// crash loses before its content is sealed (with syncs) had nothing
+	// to lose; c/storage removes such incomplete layers, and removing a
+	// missing or damaged layer succeeds.
+	meta, err := json.Marshal(layerMeta{Parent: parent, Container: container})
+	if err == nil {
+		err = os.WriteFile(filepath.Join(tmp, layerMetaFile), meta, 0o600)
 	}
-	if err := os.Rename(tmp, d.layerDir(id)); err != nil {
+	if err == nil {
+		err = os.Rename(tmp, d.layerDir(id))
+	}
+	if err != nil {
 		return fmt.Errorf("cfs: create %s: %w", id, err)
 	}
-	return syncDir(filepath.Join(d.home, "layers"))
+	return nil
 }
 
 // modeBits turns the setuid, setgid and sticky bits of a Unix mode into
@@ -392,11 +402,16 @@ func (d *core) ingestOptions(mapIDs layers.IDMapper) layers.IngestOptions {
 // way (so the layer is gone at once) and returns a function that deletes
 // the files.
 func (d *core) remove(id string) (func() error, error) {
-	if _, err := d.readMeta(id); err != nil {
-		return func() error { return nil }, err
+	noop := func() error { return nil }
+	if err := checkID(id); err != nil {
+		return noop, err
 	}
+	if _, err := os.Lstat(d.layerDir(id)); errors.Is(err, fs.ErrNotExist) {
+		return noop, nil // gone already (a crash may lose a layer just created)
+	}
+	// A layer whose layer.json is damaged is removed all the same.
 	if err := d.unmountAll(id); err != nil {
-		return func() error { return nil }, err
+		return noop, err
 	}
 	trash, err := os.MkdirTemp(filepath.Join(d.home, "tmp"), "rm-")
 	if err != nil {
@@ -411,13 +426,18 @@ func (d *core) remove(id string) (func() error, error) {
 			return cleanup, fmt.Errorf("cfs: remove %s: %w", id, err)
 		}
 	}
-	// A layer that was never sealed registered no refs.
-	if err := d.objects.DropRefs(context.Background(), id); err != nil && !errors.Is(err, dedup.ErrNotFound) {
+	// A layer that was never sealed (a container's) registered no refs,
+	// and its removal frees no object: no collection needed for it.
+	err = d.objects.DropRefs(context.Background(), id)
+	switch {
+	case errors.Is(err, dedup.ErrNotFound):
+	case err != nil:
 		return cleanup, fmt.Errorf("cfs: remove %s: drop object refs: %w", id, err)
+	default:
+		d.mu.Lock()
+		d.removed = true
+		d.mu.Unlock()
 	}
-	d.mu.Lock()
-	d.removed = true
-	d.mu.Unlock()
 	return cleanup, nil
 }
 

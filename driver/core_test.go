@@ -267,3 +267,24 @@ func TestRecoveryLeavesOthersWorkInProgress(t *testing.T) {
 		t.Fatalf("a solitary start-up left a leftover temporary directory: %v", err)
 	}
 }
+
+// Removing a layer that is gone, or whose layer.json a crash left empty,
+// succeeds: c/storage must be able to clean up after a crash.
+func TestRemoveMissingOrDamagedLayer(t *testing.T) {
+	c := newTestCore(t)
+	if err := removeLayer(c, "never-existed"); err != nil {
+		t.Fatalf("remove of a missing layer: %v", err)
+	}
+	if err := c.create(context.Background(), "damaged", "", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.layerDir("damaged"), layerMetaFile), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := removeLayer(c, "damaged"); err != nil {
+		t.Fatalf("remove of a layer with an empty layer.json: %v", err)
+	}
+	if _, err := os.Stat(c.layerDir("damaged")); !os.IsNotExist(err) {
+		t.Fatalf("damaged layer still there: %v", err)
+	}
+}
