@@ -42,6 +42,30 @@ func crashLayer(n int) []tarfix.Entry {
 
 func crashLayerID(n int) string { return fmt.Sprintf("c%04d", n) }
 
+// crashCommit writes into a new writable layer on id through its mount
+// and seals it (as creating a child on it, or committing it, does).
+func crashCommit(ctx context.Context, c *core, n int, id string) error {
+	w := fmt.Sprintf("w%04d", n)
+	if err := c.create(ctx, w, id, false); err != nil {
+		return err
+	}
+	mnt, err := c.get(ctx, w, mountOptions{})
+	if err != nil {
+		return err
+	}
+	werr := os.WriteFile(filepath.Join(mnt, "written"), []byte(crashWritten(n)), 0o644)
+	if err := c.put(w); err != nil || werr != nil {
+		return errors.Join(err, werr)
+	}
+	if err := c.seal(ctx, w); err != nil {
+		return err
+	}
+	fmt.Printf("done seal %s %s\n", w, id)
+	return nil
+}
+
+func crashWritten(n int) string { return strings.Repeat(fmt.Sprintf("written in w%d ", n), 300) }
+
 // runCrashChild is the child's loop; it never returns normally.
 func runCrashChild(home, run string, start int) {
 	c, err := newCore(home, run, defaultOptions())
@@ -70,10 +94,23 @@ func runCrashChild(home, run string, start int) {
 			fmt.Println("flatten:", err)
 			os.Exit(2)
 		}
+		if n%6 == 2 {
+			if err := crashCommit(ctx, c, n, id); err != nil {
+				fmt.Println("commit:", err)
+				os.Exit(2)
+			}
+		}
 		if n%4 == 1 && parent != "" {
-			fmt.Printf("removing %s\n", parent)
-			if err := removeLayer(c, parent); err == nil {
-				fmt.Printf("done remove %s\n", parent)
+			// A committed child of the parent goes first, as c/storage
+			// removes children before parents.
+			for _, victim := range []string{"w" + parent[1:], parent} {
+				if !c.exists(victim) {
+					continue
+				}
+				fmt.Printf("removing %s\n", victim)
+				if err := removeLayer(c, victim); err == nil {
+					fmt.Printf("done remove %s\n", victim)
+				}
 			}
 		}
 		if n%5 == 0 {
@@ -90,10 +127,15 @@ func TestCrashConsistency(t *testing.T) {
 	dir := t.TempDir()
 	home, run := filepath.Join(dir, "home"), filepath.Join(dir, "run")
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	// applied holds image layers ("c…") and committed writable layers
+	// ("w…"); fresh those of the current round, checked after every kill.
+	// Every 8th kill and at the end the check is full: every layer's
+	// content, GC, no leaked object, fsck, image digests.
 	applied, removed, removing := map[string]bool{}, map[string]bool{}, map[string]bool{}
-	deadline := time.Now().Add(8 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	next, kills := 0, 0
 	for time.Now().Before(deadline) || kills < 5 {
+		fresh := map[string]bool{}
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%s|%d", crashChildEnv, home, run, next))
 		out, err := cmd.StdoutPipe()
@@ -103,15 +145,17 @@ func TestCrashConsistency(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		timer := time.AfterFunc(time.Duration(30+rng.Intn(1200))*time.Millisecond, func() { cmd.Process.Signal(syscall.SIGKILL) })
+		timer := time.AfterFunc(time.Duration(5+rng.Intn(200))*time.Millisecond, func() { cmd.Process.Signal(syscall.SIGKILL) })
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			f := strings.Fields(sc.Text())
 			switch {
 			case len(f) >= 3 && f[0] == "done" && f[1] == "apply":
-				applied[f[2]] = true
+				applied[f[2]], fresh[f[2]] = true, true
 				fmt.Sscanf(f[2], "c%d", &next)
 				next++
+			case len(f) == 4 && f[0] == "done" && f[1] == "seal":
+				applied[f[2]], fresh[f[2]] = true, true
 			case len(f) == 3 && f[0] == "done" && f[1] == "remove":
 				removed[f[2]] = true
 			case len(f) == 2 && f[0] == "removing":
@@ -131,16 +175,19 @@ func TestCrashConsistency(t *testing.T) {
 			}
 			delete(removing, id)
 		}
-		checkAfterCrash(t, home, run, applied, removed)
+		if kills%8 == 0 || !time.Now().Before(deadline) {
+			fresh = nil // check every layer
+		}
+		checkAfterCrash(t, home, run, applied, removed, fresh)
 		next++ // the interrupted layer may exist half-made: start past it
 	}
-	t.Logf("%d kills, %d layers applied, %d removed", kills, len(applied), len(removed))
+	t.Logf("%d kills, %d layers applied or committed, %d removed", kills, len(applied), len(removed))
 	if len(applied) == 0 {
 		t.Fatal("no layer was ever applied: the test exercised nothing")
 	}
 }
 
-func checkAfterCrash(t *testing.T, home, run string, applied, removed map[string]bool) {
+func checkAfterCrash(t *testing.T, home, run string, applied, removed, fresh map[string]bool) {
 	t.Helper()
 	ctx := context.Background()
 	c, err := newCore(home, run, defaultOptions())
@@ -161,16 +208,18 @@ func checkAfterCrash(t *testing.T, home, run string, applied, removed map[string
 			}
 		}
 	}
-	if _, err := c.objects.GC(ctx); err != nil {
-		t.Fatalf("gc after crash: %v", err)
-	}
-	checkNoLeakedObjects(t, c)
-	rep, err := c.objects.Fsck(ctx, dedupFsckAll())
-	if err != nil || !rep.Clean() {
-		t.Fatalf("fsck after crash: %v %+v", err, rep)
-	}
-	if problems, err := c.CheckImages(ctx, false); err != nil || len(problems) > 0 {
-		t.Fatalf("image check after crash: %v %+v", err, problems)
+	if fresh == nil { // the full check
+		if _, err := c.objects.GC(ctx); err != nil {
+			t.Fatalf("gc after crash: %v", err)
+		}
+		checkNoLeakedObjects(t, c)
+		rep, err := c.objects.Fsck(ctx, dedupFsckAll())
+		if err != nil || !rep.Clean() {
+			t.Fatalf("fsck after crash: %v %+v", err, rep)
+		}
+		if problems, err := c.CheckImages(ctx, false); err != nil || len(problems) > 0 {
+			t.Fatalf("image check after crash: %v %+v", err, problems)
+		}
 	}
 	for _, id := range ids {
 		if names, _ := readDirNames(c.layerDir(id)); slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, ".tmp-") }) {
@@ -184,14 +233,16 @@ func checkAfterCrash(t *testing.T, home, run string, applied, removed map[string
 			}
 			continue
 		}
-		checkLayerContent(t, c, id)
+		if fresh == nil || fresh[id] {
+			checkLayerContent(t, c, id)
+		}
 	}
 }
 
 func checkLayerContent(t *testing.T, c *core, id string) {
 	t.Helper()
 	var n int
-	fmt.Sscanf(id, "c%d", &n)
+	fmt.Sscanf(id[1:], "%d", &n)
 	mnt, err := c.get(context.Background(), id, mountOptions{})
 	if err != nil {
 		t.Fatalf("layer %s reported applied does not mount: %v", id, err)
@@ -204,6 +255,12 @@ func checkLayerContent(t *testing.T, c *core, id string) {
 		got, err := os.ReadFile(filepath.Join(mnt, e.Header.Name))
 		if err != nil || !bytes.Equal(got, e.Body) {
 			t.Fatalf("layer %s: %s reads wrong after crash (%v, %d bytes)", id, e.Header.Name, err, len(got))
+		}
+	}
+	if id[0] == 'w' {
+		got, err := os.ReadFile(filepath.Join(mnt, "written"))
+		if err != nil || string(got) != crashWritten(n) {
+			t.Fatalf("committed layer %s: the file written into it reads wrong after crash (%v, %d bytes)", id, err, len(got))
 		}
 	}
 }
