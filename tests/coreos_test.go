@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -17,8 +16,6 @@ import (
 
 	"github.com/cfs-storage/cfs-storage/dedup"
 	"github.com/cfs-storage/cfs-storage/dedup/fsverity"
-	"github.com/cfs-storage/cfs-storage/driver"
-	"github.com/cfs-storage/cfs-storage/tests/tarfix"
 	"github.com/cfs-storage/cfs-storage/tests/testutil"
 )
 
@@ -183,27 +180,7 @@ func runCoreOSCase(t *testing.T, tc coreOSCase) {
 	l.requireEXDEV(t)
 	before := hostObjectState(t, l.repo)
 	store := openCoreOSStore(t, l, tc.link)
-	layerTar, err := tarfix.Tar(
-		tarfix.Dir("usr/"), tarfix.Dir("usr/lib/"), tarfix.Dir("usr/bin/"),
-		tarfix.FileMode("usr/lib/libshared.so", hostFiles["usr/lib/libshared.so"], 0o644, 0, 0),
-		tarfix.FileMode("usr/bin/tool", hostFiles["usr/bin/tool"], 0o4711, 1000, 1000),
-		tarfix.File("new-in-container", strings.Repeat("not on the host ", 100)),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	layer, _, err := store.PutLayer("", "", nil, "", false, nil, bytes.NewReader(layerTar))
-	if err != nil {
-		t.Fatal(err)
-	}
-	gd, err := store.GraphDriver()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ext, ok := driver.AsExtension(gd)
-	if !ok {
-		t.Fatal("store's driver is not cfs")
-	}
+	layer, ext := putHostSharingLayer(t, store)
 	checkLinkModes(t, ext.Objects(), tc.mode)
 	for _, p := range []string{"usr/lib/libshared.so", "usr/bin/tool"} {
 		obj := ext.Objects().Path(fsverity.DigestBytes([]byte(hostFiles[p])))

@@ -94,27 +94,7 @@ func TestHostLinking(t *testing.T) {
 			repo := makeHostRepo(t, tc.repoMode)
 			before := hostObjectState(t, repo)
 			store := openStoreOpts(t, "cfs", "cfs.host_repo="+repo, "cfs.host_link="+tc.link)
-			layerTar, err := tarfix.Tar(
-				tarfix.Dir("usr/"), tarfix.Dir("usr/lib/"), tarfix.Dir("usr/bin/"),
-				tarfix.FileMode("usr/lib/libshared.so", hostFiles["usr/lib/libshared.so"], 0o644, 0, 0),
-				tarfix.FileMode("usr/bin/tool", hostFiles["usr/bin/tool"], 0o4711, 1000, 1000),
-				tarfix.File("new-in-container", strings.Repeat("not on the host ", 100)),
-			)
-			if err != nil {
-				t.Fatal(err)
-			}
-			layer, _, err := store.PutLayer("", "", nil, "", false, nil, bytes.NewReader(layerTar))
-			if err != nil {
-				t.Fatal(err)
-			}
-			gd, err := store.GraphDriver()
-			if err != nil {
-				t.Fatal(err)
-			}
-			ext, ok := driver.AsExtension(gd)
-			if !ok {
-				t.Fatal("store's driver is not cfs")
-			}
+			layer, ext := putHostSharingLayer(t, store)
 			for _, p := range []string{"usr/lib/libshared.so", "usr/bin/tool"} {
 				obj := ext.Objects().Path(fsverity.DigestBytes([]byte(hostFiles[p])))
 				shared := sharesInodeWithRepo(t, obj, repo)
@@ -182,4 +162,33 @@ func mapsEqual(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// putHostSharingLayer puts a layer holding two of hostFiles' contents
+// (under other owners and modes than the host's) and one of its own into
+// a cfs store, and returns it with the driver's extension.
+func putHostSharingLayer(t *testing.T, store storage.Store) (*storage.Layer, driver.Extension) {
+	t.Helper()
+	layerTar, err := tarfix.Tar(
+		tarfix.Dir("usr/"), tarfix.Dir("usr/lib/"), tarfix.Dir("usr/bin/"),
+		tarfix.FileMode("usr/lib/libshared.so", hostFiles["usr/lib/libshared.so"], 0o644, 0, 0),
+		tarfix.FileMode("usr/bin/tool", hostFiles["usr/bin/tool"], 0o4711, 1000, 1000),
+		tarfix.File("new-in-container", strings.Repeat("not on the host ", 100)),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer, _, err := store.PutLayer("", "", nil, "", false, nil, bytes.NewReader(layerTar))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gd, err := store.GraphDriver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, ok := driver.AsExtension(gd)
+	if !ok {
+		t.Fatal("store's driver is not cfs")
+	}
+	return layer, ext
 }
