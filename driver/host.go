@@ -83,8 +83,9 @@ func (h *hostShare) openIndex(ctx context.Context) (*hostlink.Index, error) {
 	index, err := hostlink.NewIndex(ctx, repo, hostlink.IndexOptions{
 		CacheDir: h.cacheDir,
 		Hash:     fsverityDigest,
-		HashName: "fsverity-sha256",
+		HashName: "fsverity-sha256-only",
 		MinSize:  h.minSize,
+		NoSHA256: true, // the driver looks contents up by fs-verity digest only
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cfs: index host repository %s: %w", h.repoPath, err)

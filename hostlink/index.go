@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"path/filepath"
@@ -39,6 +40,11 @@ type IndexOptions struct {
 	Only map[Checksum]struct{}
 	// MinSize leaves out objects smaller than this many bytes.
 	MinSize int64
+	// NoSHA256 skips the plain SHA-256 computed beside Hash (then
+	// LookupSHA256 fails): for callers that never look content up by it,
+	// it halves the hashing. Give such an index its own HashName, since
+	// its cache records carry no SHA-256.
+	NoSHA256 bool
 }
 
 // IndexStats describe an Index.
@@ -200,6 +206,9 @@ func (ix *Index) Lookup(ctx context.Context, size int64, digest [32]byte) (strin
 // LookupSHA256 is Lookup by plain SHA-256 of the content, which the index
 // computes in the same read as the main digest.
 func (ix *Index) LookupSHA256(ctx context.Context, size int64, sum [32]byte) (string, bool, error) {
+	if ix.opts.NoSHA256 {
+		return "", false, fmt.Errorf("%w: LookupSHA256 on an index built with NoSHA256", ErrInvalidOptions)
+	}
 	return ix.lookup(ctx, size, func(e *cacheEntry) bool { return e.sha256 == sum })
 }
 
@@ -299,15 +308,21 @@ func (ix *Index) hashObject(o objectStat) (e cacheEntry, gone bool, err error) {
 			return e, false, nil // a symlink stored as a file: not content
 		}
 	}
-	sha := sha256.New()
-	cr := &countingReader{r: io.TeeReader(f, sha)}
+	var sha hash.Hash
+	cr := &countingReader{r: f}
+	if !ix.opts.NoSHA256 {
+		sha = sha256.New()
+		cr.r = io.TeeReader(f, sha)
+	}
 	if e.digest, err = ix.opts.Hash(cr); err != nil {
 		return e, false, fmt.Errorf("hashing %s: %w", f.Name(), err)
 	}
 	if cr.n != e.size {
 		return e, false, fmt.Errorf("hashing %s: hash read %d of %d bytes", f.Name(), cr.n, e.size)
 	}
-	sha.Sum(e.sha256[:0])
+	if sha != nil {
+		sha.Sum(e.sha256[:0])
+	}
 	e.content = true
 	return e, false, nil
 }

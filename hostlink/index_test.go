@@ -388,3 +388,23 @@ func readIndex(t *testing.T, r *Repo, entries []*Entry) {
 	}
 	fmt.Fprint(io.Discard, ix.Stats())
 }
+
+// An index built with NoSHA256 finds contents by its digest alone and
+// refuses lookups by SHA-256.
+func TestIndexNoSHA256(t *testing.T) {
+	r, names := fakeRepo(t, sampleObjects)
+	h := &countingHash{}
+	ix, err := NewIndex(context.Background(), r, IndexOptions{CacheDir: t.TempDir(), Hash: h.hash, HashName: "sha256-only", NoSHA256: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	sum := sha256.Sum256([]byte("delta-long"))
+	p, ok, err := ix.Lookup(context.Background(), int64(len("delta-long")), sum)
+	if err != nil || !ok || !pathIsOneOf(r, p, names, []string{"d"}) {
+		t.Fatalf("Lookup = %s, %v, %v; want object d", p, ok, err)
+	}
+	if _, _, err := ix.LookupSHA256(context.Background(), int64(len("delta-long")), sum); !errors.Is(err, ErrInvalidOptions) {
+		t.Fatalf("LookupSHA256 on a NoSHA256 index: err = %v, want ErrInvalidOptions", err)
+	}
+}
