@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -125,10 +126,15 @@ func headerGen(r *rawRecord) ([32]byte, bool) {
 type digestCache struct {
 	path     string
 	lockFile *os.File
-	entries  map[Checksum]cacheEntry
-	gen      [32]byte // generation of the loaded file
-	off      int64    // bytes of it loaded (0: nothing valid loaded)
-	torn     bool     // it ends in a partial record
+	// holdMu and holders count this process's holders of the flock, so
+	// that goroutines may hold it together and the last one releases it.
+	holdMu  sync.Mutex
+	holders int
+
+	entries map[Checksum]cacheEntry
+	gen     [32]byte // generation of the loaded file
+	off     int64    // bytes of it loaded (0: nothing valid loaded)
+	torn    bool     // it ends in a partial record
 }
 
 // openDigestCache opens (creating dir and the lock file) the cache for
@@ -149,10 +155,14 @@ func openDigestCache(dir, hashName string) (*digestCache, error) {
 func (c *digestCache) close() error { return c.lockFile.Close() }
 
 // lock takes the cross-process lock; call the returned function to
-// release it.
+// release it. Goroutines of one process share it: the first takes the
+// flock, the last to release drops it, so another process never works
+// while any goroutine here does.
 func (c *digestCache) lock() (func(), error) {
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
 	fd := int(c.lockFile.Fd())
-	for {
+	for c.holders == 0 {
 		err := unix.Flock(fd, unix.LOCK_EX)
 		if err == nil {
 			break
@@ -161,7 +171,14 @@ func (c *digestCache) lock() (func(), error) {
 			return nil, fmt.Errorf("locking digest cache: %w", err)
 		}
 	}
-	return func() { _ = unix.Flock(fd, unix.LOCK_UN) }, nil
+	c.holders++
+	return func() {
+		c.holdMu.Lock()
+		defer c.holdMu.Unlock()
+		if c.holders--; c.holders == 0 {
+			_ = unix.Flock(fd, unix.LOCK_UN)
+		}
+	}, nil
 }
 
 // reset forgets everything loaded.

@@ -73,7 +73,12 @@ type Index struct {
 	repo *Repo
 	opts IndexOptions
 
-	mu     sync.Mutex
+	// stripes serialize lookups of sizes equal modulo len(stripes), so
+	// that no two goroutines hash the same candidates while lookups of
+	// other sizes (and their hashing) run in parallel.
+	stripes [64]sync.Mutex
+
+	mu     sync.Mutex // guards the fields below; never held while hashing
 	bySize map[int64][]objectStat
 	cache  *digestCache
 	stats  IndexStats
@@ -213,12 +218,11 @@ func (ix *Index) LookupSHA256(ctx context.Context, size int64, sum [32]byte) (st
 }
 
 func (ix *Index) lookup(ctx context.Context, size int64, match func(*cacheEntry) bool) (string, bool, error) {
+	stripe := &ix.stripes[uint64(size)%uint64(len(ix.stripes))]
+	stripe.Lock()
+	defer stripe.Unlock()
 	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	cands := ix.bySize[size]
-	if len(cands) == 0 {
-		return "", false, nil
-	}
+	cands := append([]objectStat(nil), ix.bySize[size]...)
 	// First the candidates whose digest is known in memory.
 	var unknown []objectStat
 	for _, o := range cands {
@@ -229,10 +233,12 @@ func (ix *Index) lookup(ctx context.Context, size int64, match func(*cacheEntry)
 		}
 		if e.content && match(&e) {
 			if p, ok := ix.stillThere(o); ok {
+				ix.mu.Unlock()
 				return p, true, nil
 			}
 		}
 	}
+	ix.mu.Unlock()
 	if len(unknown) == 0 {
 		return "", false, nil
 	}
@@ -241,45 +247,66 @@ func (ix *Index) lookup(ctx context.Context, size int64, match func(*cacheEntry)
 
 // hashUnknown hashes the given candidates under the cache lock (after
 // loading what other processes hashed meanwhile) until one matches.
-// Call with ix.mu held.
+// Call with the size's stripe held and ix.mu not held: the hashing runs
+// outside ix.mu, so lookups of other sizes proceed meanwhile.
 func (ix *Index) hashUnknown(ctx context.Context, unknown []objectStat, match func(*cacheEntry) bool) (string, bool, error) {
 	unlock, err := ix.cache.lock()
 	if err != nil {
 		return "", false, err
 	}
 	defer unlock()
-	if err := ix.cache.refresh(); err != nil {
+	ix.mu.Lock()
+	err = ix.cache.refresh()
+	ix.mu.Unlock()
+	if err != nil {
 		return "", false, err
 	}
 	for _, o := range unknown {
+		ix.mu.Lock()
 		e, ok := ix.cache.entries[o.sum]
+		ix.mu.Unlock()
 		if !ok || e.mtime != o.mtime || e.size != o.size {
 			if err := ctx.Err(); err != nil {
 				return "", false, err
 			}
 			var gone bool
-			e, gone, err = ix.hashObject(o)
-			if err != nil {
+			if e, gone, err = ix.hashObject(o); err != nil {
+				return "", false, err
+			}
+			if err := ix.record(o, e, gone); err != nil {
 				return "", false, err
 			}
 			if gone {
-				ix.forget(o)
 				continue
-			}
-			if err := ix.cache.add(e); err != nil {
-				return "", false, err
-			}
-			if e.content {
-				ix.stats.Hashed++
 			}
 		}
 		if e.content && match(&e) {
-			if p, ok := ix.stillThere(o); ok {
+			ix.mu.Lock()
+			p, ok := ix.stillThere(o)
+			ix.mu.Unlock()
+			if ok {
 				return p, true, nil
 			}
 		}
 	}
 	return "", false, nil
+}
+
+// record stores a freshly hashed entry (or forgets a vanished object).
+func (ix *Index) record(o objectStat, e cacheEntry, gone bool) error {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if gone {
+		ix.forget(o)
+		return nil
+	}
+	if err := ix.cache.add(e); err != nil {
+		return err
+	}
+	if e.content {
+		ix.stats.Hashed++
+	}
+	return nil
 }
 
 // hashObject reads one object once, computing the index digest and
@@ -340,7 +367,8 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 // stillThere checks a matched object still exists unchanged and returns
-// its path; a vanished or changed object is forgotten.
+// its path; a vanished or changed object is forgotten. Call with ix.mu
+// held.
 func (ix *Index) stillThere(o objectStat) (string, bool) {
 	p := ix.repo.FileObjectPath(o.sum)
 	var st unix.Stat_t

@@ -408,3 +408,38 @@ func TestIndexNoSHA256(t *testing.T) {
 		t.Fatalf("LookupSHA256 on a NoSHA256 index: err = %v, want ErrInvalidOptions", err)
 	}
 }
+
+// Lookups from many goroutines at once find every content and still
+// hash each object once: lookups of one size wait for each other, other
+// sizes hash in parallel.
+func TestIndexParallelLookups(t *testing.T) {
+	r, names := fakeRepo(t, sampleObjects)
+	h := &countingHash{delay: 5 * time.Millisecond}
+	ix := newTestIndex(t, r, t.TempDir(), h)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8*len(sampleObjects))
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for name, content := range sampleObjects {
+				p, ok, err := ix.Lookup(context.Background(), int64(len(content)), sha256.Sum256([]byte(content)))
+				if err != nil || !ok {
+					errs <- fmt.Errorf("%s: found %v, %v", name, ok, err)
+					continue
+				}
+				if data, _ := os.ReadFile(p); string(data) != content {
+					errs <- fmt.Errorf("%s: found an object holding %q", name, data)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := h.n.Load(); got > int64(len(names)) {
+		t.Fatalf("%d hashes for %d objects: some object was hashed twice", got, len(names))
+	}
+}
