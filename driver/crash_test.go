@@ -132,7 +132,7 @@ func TestCrashConsistency(t *testing.T) {
 	// Every 8th kill and at the end the check is full: every layer's
 	// content, GC, no leaked object, fsck, image digests.
 	applied, removed, removing := map[string]bool{}, map[string]bool{}, map[string]bool{}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	next, kills := 0, 0
 	for time.Now().Before(deadline) || kills < 5 {
 		fresh := map[string]bool{}

@@ -179,6 +179,14 @@ func runCoreOSCase(t *testing.T, tc coreOSCase) {
 	l := newCoreOSLayout(t, tc.fstype, tc.root)
 	l.requireEXDEV(t)
 	before := hostObjectState(t, l.repo)
+	// Registered before the store's own cleanup, this runs after it: the
+	// host must be untouched by everything, shutdown and GC included.
+	t.Cleanup(func() {
+		ostreeFsck(t, l.repo)
+		if after := hostObjectState(t, l.repo); !mapsEqual(before, after) {
+			t.Errorf("host objects changed by the end of the test (store shut down, GC run):\nbefore %v\nafter  %v", before, after)
+		}
+	})
 	store := openCoreOSStore(t, l, tc.link)
 	layer, ext := putHostSharingLayer(t, store)
 	checkLinkModes(t, ext.Objects(), tc.mode)
