@@ -40,7 +40,7 @@ type tarWriter struct {
 }
 
 func (w *tarWriter) dir(ctx context.Context, dir *tree.Node, at string) error {
-	if at != "" && isOpaque(dir) {
+	if isOpaque(dir) { // the root too: a layer may hide everything below it
 		if err := w.tw.WriteHeader(&tar.Header{Name: at + WhiteoutOpaque, Typeflag: tar.TypeReg, Mode: 0o644, ModTime: mtime(dir)}); err != nil {
 			return fmt.Errorf("layers: write %s: %w", at+WhiteoutOpaque, err)
 		}
