@@ -347,6 +347,12 @@ func (in *ingester) node(ctx context.Context, hdr *tar.Header, r io.Reader) (*tr
 			return nil, fmt.Errorf("device number %d:%d out of range", hdr.Devmajor, hdr.Devminor)
 		}
 		n.Rdev = uint32(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
+		if n.IsWhiteout() {
+			// A 0/0 character device is what overlayfs takes for a
+			// whiteout (so it acts as one under the overlay driver too):
+			// store it as the whiteout it is, in its one canonical form.
+			return &tree.Node{Mode: tree.TypeChar, Nlink: 1, Mtime: n.Mtime}, nil
+		}
 	case tar.TypeFifo:
 		n.Mode |= tree.TypeFifo
 	default:
