@@ -82,7 +82,7 @@ func statNode(p string) (*node, error) {
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 		n.typ, n.size, n.inode, n.nlink = tar.TypeReg, st.Size, st.Ino, uint64(st.Nlink)
-		d, err := hashFile(p)
+		d, err := HashFile(p)
 		if err != nil {
 			return nil, err
 		}
@@ -121,7 +121,8 @@ func getXattr(p, name string) (string, error) {
 	return string(buf[:n]), nil
 }
 
-func hashFile(p string) ([sha256.Size]byte, error) {
+// HashFile returns the SHA-256 of the file at p.
+func HashFile(p string) ([sha256.Size]byte, error) {
 	var sum [sha256.Size]byte
 	f, err := os.Open(p)
 	if err != nil {

@@ -139,7 +139,7 @@ func computeLowerBound(c *corpus.Corpus) (*lowerBound, error) {
 			return err
 		}
 		if d.Type().IsRegular() && strings.HasSuffix(p, ".file") {
-			sum, err := hashPath(p)
+			sum, err := corpus.HashFile(p)
 			if err != nil {
 				return err
 			}
@@ -174,21 +174,6 @@ func computeLowerBound(c *corpus.Corpus) (*lowerBound, error) {
 		b.entries += len(tree)
 	}
 	return b, nil
-}
-
-func hashPath(p string) ([32]byte, error) {
-	var sum [32]byte
-	f, err := os.Open(p)
-	if err != nil {
-		return sum, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return sum, fmt.Errorf("hash %s: %w", p, err)
-	}
-	copy(sum[:], h.Sum(nil))
-	return sum, nil
 }
 
 // imageLayers returns the paths of an image's layer blobs in an OCI
