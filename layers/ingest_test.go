@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/cfs-storage/cfs-storage/layers/tree"
+	"github.com/cfs-storage/cfs-storage/tests/tarfix"
 )
 
 func TestIngestEntryTypes(t *testing.T) {
@@ -213,10 +214,10 @@ func TestIngestSparse(t *testing.T) {
 	pax := paxRecord("GNU.sparse.major", "1") + paxRecord("GNU.sparse.minor", "0") +
 		paxRecord("GNU.sparse.name", "sparse") + paxRecord("GNU.sparse.realsize", "20")
 	var raw bytes.Buffer
-	raw.Write(rawHeader("PaxHeaders/sparse", 'x', len(pax)))
-	raw.Write(pad512(pax))
-	raw.Write(rawHeader("GNUSparseFile.0/sparse", '0', len(body)))
-	raw.Write(pad512(body))
+	raw.Write(tarfix.RawHeader("PaxHeaders/sparse", 'x', len(pax)))
+	raw.Write(tarfix.Pad512(pax))
+	raw.Write(tarfix.RawHeader("GNUSparseFile.0/sparse", '0', len(body)))
+	raw.Write(tarfix.Pad512(body))
 	raw.Write(make([]byte, 1024))
 	m := newMemContents()
 	tr, _, err := Ingest(context.Background(), &raw, m, IngestOptions{InlineLimit: 8})
@@ -246,31 +247,6 @@ func paxRecord(k, v string) string {
 		n = len(fmt.Sprint(n)) + len(rec)
 	}
 	return fmt.Sprint(n) + rec
-}
-
-func pad512(s string) []byte {
-	b := []byte(s)
-	return append(b, make([]byte, (512-len(b)%512)%512)...)
-}
-
-// rawHeader builds a ustar header block by hand.
-func rawHeader(name string, typ byte, size int) []byte {
-	h := make([]byte, 512)
-	copy(h[0:], name)
-	copy(h[100:], "0000644\x00")
-	copy(h[108:], "0000000\x00")
-	copy(h[116:], "0000000\x00")
-	copy(h[124:], fmt.Sprintf("%011o\x00", size))
-	copy(h[136:], "00000000000\x00")
-	h[156] = typ
-	copy(h[257:], "ustar\x0000")
-	copy(h[148:], "        ")
-	sum := 0
-	for _, c := range h {
-		sum += int(c)
-	}
-	copy(h[148:], fmt.Sprintf("%06o\x00 ", sum))
-	return h
 }
 
 // A hard link entry's metadata lands on the inode it shares, as

@@ -69,7 +69,7 @@ func hostileCases() []hostileCase {
 		{name: "huge declared size, short data", tar: func(string) []byte {
 			b := tarOf(tarfix.File("big", strings.Repeat("x", 4096)))("")
 			copy(b[124:136], fmt.Sprintf("%011o\x00", int64(1)<<33)) // size field: 8 GiB
-			fixChecksum(b[:512])
+			tarfix.FixChecksum(b[:512])
 			return b[:512+4096]
 		}},
 		{name: "truncated stream", tar: func(string) []byte {
@@ -84,8 +84,8 @@ func hostileCases() []hostileCase {
 			// archive/tar will not write a PAX header over 1 MiB: by hand.
 			rec := " SCHILY.xattr.user.bomb=" + strings.Repeat("B", 2<<20) + "\n"
 			rec = fmt.Sprint(len(rec)+7) + rec
-			b := rawHeader("PaxHeaders/a", 'x', len(rec))
-			b = append(b, pad512(rec)...)
+			b := tarfix.RawHeader("PaxHeaders/a", 'x', len(rec))
+			b = append(b, tarfix.Pad512(rec)...)
 			return append(b, tarOf(tarfix.File("a", "x"))("")...)
 		}},
 		{name: "deep path", ok: true, tar: tarOf(tarfix.File(deep, "deep"))},
@@ -94,36 +94,6 @@ func hostileCases() []hostileCase {
 		{name: "whiteout of nothing", tar: tarOf(tarfix.File(".wh.", ""))},
 		{name: "reserved overlay xattr", tar: tarOf(tarfix.WithXattrs(tarfix.File("f", "x"), "trusted.overlay.redirect", "/etc/shadow"))},
 	}
-}
-
-// rawHeader builds a ustar header block by hand.
-func rawHeader(name string, typ byte, size int) []byte {
-	h := make([]byte, 512)
-	copy(h[0:], name)
-	copy(h[100:], "0000644\x00")
-	copy(h[108:], "0000000\x00")
-	copy(h[116:], "0000000\x00")
-	copy(h[124:], fmt.Sprintf("%011o\x00", size))
-	copy(h[136:], "00000000000\x00")
-	h[156] = typ
-	copy(h[257:], "ustar\x0000")
-	fixChecksum(h)
-	return h
-}
-
-func pad512(s string) []byte {
-	b := []byte(s)
-	return append(b, make([]byte, (512-len(b)%512)%512)...)
-}
-
-// fixChecksum recomputes a ustar header's checksum after an edit.
-func fixChecksum(h []byte) {
-	copy(h[148:156], "        ")
-	sum := 0
-	for _, c := range h {
-		sum += int(c)
-	}
-	copy(h[148:156], fmt.Sprintf("%06o\x00 ", sum))
 }
 
 // TestHostileLayers puts each hostile layer on a store that already holds

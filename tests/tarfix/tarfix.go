@@ -87,3 +87,36 @@ func Tar(entries ...Entry) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
+
+// RawHeader builds a ustar header block by hand, for tars that
+// archive/tar will not write (hand-made PAX sparse maps, oversized PAX
+// records): mode 0644, owner 0:0, the given type and size.
+func RawHeader(name string, typ byte, size int) []byte {
+	h := make([]byte, 512)
+	copy(h[0:], name)
+	copy(h[100:], "0000644\x00")
+	copy(h[108:], "0000000\x00")
+	copy(h[116:], "0000000\x00")
+	copy(h[124:], fmt.Sprintf("%011o\x00", size))
+	copy(h[136:], "00000000000\x00")
+	h[156] = typ
+	copy(h[257:], "ustar\x0000")
+	FixChecksum(h)
+	return h
+}
+
+// FixChecksum recomputes a ustar header block's checksum after an edit.
+func FixChecksum(h []byte) {
+	copy(h[148:156], "        ")
+	sum := 0
+	for _, c := range h[:512] {
+		sum += int(c)
+	}
+	copy(h[148:156], fmt.Sprintf("%06o\x00 ", sum))
+}
+
+// Pad512 pads data with zeros to a whole number of 512-byte blocks.
+func Pad512(data string) []byte {
+	b := []byte(data)
+	return append(b, make([]byte, (512-len(b)%512)%512)...)
+}
