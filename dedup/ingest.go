@@ -135,8 +135,15 @@ func (in *Ingest) record(d Digest, created bool) error {
 
 // Ref pins an object that is already in the store (found with Has or
 // LookupSHA256, say) so that GC keeps it until Commit. It fails with
-// ErrNotFound if the object is absent.
+// ErrNotFound if the object is absent. A digest this session pinned
+// already (inserted or referenced) costs nothing: no lock, no record.
 func (in *Ingest) Ref(ctx context.Context, d Digest) error {
+	in.mu.Lock()
+	_, pinned := in.set[d]
+	in.mu.Unlock()
+	if pinned {
+		return nil // pinned by this session already: recorded, and Commit registers it
+	}
 	if err := in.pinPresent(ctx, d, false); err != nil {
 		return fmt.Errorf("dedup: ref %s: %w", d, err)
 	}
