@@ -1,25 +1,36 @@
 package dedup
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"golang.org/x/sys/unix"
 )
 
 // tryAlternate links in the file opts.Alternate names for the absent
-// object o, checking that its content hashes to o's digest. It reports
-// false when there is no alternate or it cannot be used; the caller
-// then stores the streamed bytes.
-func (in *Ingest) tryAlternate(ctx context.Context, o Object, opts InsertOptions) (Object, bool) {
+// object o, whose content the caller holds in content. The alternate is
+// checked byte for byte against content (which is o by construction): as
+// strict as hashing it again, and several times cheaper. It reports
+// false when there is no alternate or it cannot be used; the caller then
+// stores the streamed bytes.
+func (in *Ingest) tryAlternate(ctx context.Context, o Object, content io.ReaderAt, opts InsertOptions) (Object, bool) {
 	if opts.Alternate == nil || o.Size == 0 || in.s.Has(o.Digest) {
 		return o, false
 	}
-	path, release, ok := opts.Alternate(ctx, o.Digest, o.Size)
+	path, release, ok := opts.Alternate(ctx, o.Digest, o.Size, content)
 	if !ok {
 		return o, false
 	}
 	if release != nil {
 		defer release()
 	}
-	lo, res, err := in.insertFileExpect(ctx, path, opts.AlternateMode, o.Digest)
+	if opts.TrustAlternate {
+		content = nil
+	}
+	lo, res, err := in.insertSame(ctx, path, opts.AlternateMode, o, content)
 	if err != nil {
 		return o, false
 	}
@@ -27,6 +38,69 @@ func (in *Ingest) tryAlternate(ctx context.Context, o Object, opts InsertOptions
 	if res.Mode == LinkNone {
 		lo.Linked = LinkAuto // the object appeared meanwhile: nothing was linked
 	}
-	lo.SHA256 = o.SHA256
 	return lo, true
+}
+
+// insertSame links in the file at path as object o after checking that
+// it holds exactly content (o's bytes), and that it did not change while
+// it was compared. With content nil (a trusted alternate) only its size
+// is checked.
+func (in *Ingest) insertSame(ctx context.Context, path string, mode LinkMode, o Object, content io.ReaderAt) (Object, LinkResult, error) {
+	src, err := openSource(path)
+	if err != nil {
+		return o, LinkResult{}, err
+	}
+	defer src.Close()
+	var before unix.Stat_t
+	if err := unix.Fstat(int(src.Fd()), &before); err != nil {
+		return o, LinkResult{}, fmt.Errorf("stat: %w", err)
+	}
+	if before.Mode&unix.S_IFMT != unix.S_IFREG {
+		return o, LinkResult{}, fmt.Errorf("%w: not a regular file", ErrLinkUnsupported)
+	}
+	if before.Size != o.Size {
+		return o, LinkResult{}, fmt.Errorf("%w: %s has %d bytes, expected %d", ErrDigestMismatch, path, before.Size, o.Size)
+	}
+	if content != nil {
+		if err := in.s.sameContent(ctx, src, content, o.Size); err != nil {
+			return o, LinkResult{}, fmt.Errorf("%s: %w", path, err)
+		}
+		if err := unchanged(src, &before); err != nil {
+			return o, LinkResult{}, err
+		}
+	}
+	return in.linkIn(ctx, o, src, &before, mode)
+}
+
+// sameContent compares size bytes of a and b, and checks that a ends
+// there; a difference is ErrDigestMismatch.
+func (s *Store) sameContent(ctx context.Context, a io.Reader, b io.ReaderAt, size int64) error {
+	ap, bp := s.bufs.Get().(*[]byte), s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(ap)
+	defer s.bufs.Put(bp)
+	abuf, bbuf := *ap, *bp
+	for off := int64(0); off < size; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := int(min(int64(len(abuf)), size-off))
+		if _, err := io.ReadFull(a, abuf[:n]); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return fmt.Errorf("%w: content ends before %d bytes", ErrDigestMismatch, size)
+			}
+			return fmt.Errorf("read: %w", err)
+		}
+		if m, err := b.ReadAt(bbuf[:n], off); m < n {
+			return fmt.Errorf("read the streamed content at %d: %w", off, err)
+		}
+		if !bytes.Equal(abuf[:n], bbuf[:n]) {
+			return fmt.Errorf("%w: content differs within bytes %d-%d", ErrDigestMismatch, off, off+int64(n))
+		}
+		off += int64(n)
+	}
+	var one [1]byte
+	if n, _ := a.Read(one[:]); n != 0 {
+		return fmt.Errorf("%w: content goes on past %d bytes", ErrDigestMismatch, size)
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package dedup
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -27,7 +28,7 @@ func TestInsertAlternate(t *testing.T) {
 			var before unix.Stat_t
 			unix.Stat(host, &before)
 			released := 0
-			opts := InsertOptions{Alternate: func(ctx context.Context, d Digest, n int64) (string, func(), bool) {
+			opts := InsertOptions{Alternate: func(ctx context.Context, d Digest, n int64, _ io.ReaderAt) (string, func(), bool) {
 				return host, func() { released++ }, n == int64(size)
 			}}
 			o, err := s.Insert(context.Background(), bytes.NewReader(content), opts)
@@ -48,28 +49,97 @@ func TestInsertAlternate(t *testing.T) {
 }
 
 // An alternate whose content is not what the index claims is not used:
-// the streamed bytes are stored instead.
+// the streamed bytes are stored instead. The difference may be anywhere,
+// down to the last byte of a content larger than the buffers.
 func TestInsertAlternateWrongContent(t *testing.T) {
+	for name, size := range map[string]int{"small": 30, "large": 3<<20 + 5} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			s, err := Open(filepath.Join(dir, "store"), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			content := bytes.Repeat([]byte("0123456789"), size/10+1)[:size]
+			lie := bytes.Clone(content)
+			lie[size-1] ^= 1
+			liar := filepath.Join(dir, "liar")
+			os.WriteFile(liar, lie, 0o644)
+			o, err := s.Insert(context.Background(), bytes.NewReader(content), InsertOptions{
+				Alternate: func(context.Context, Digest, int64, io.ReaderAt) (string, func(), bool) { return liar, nil, true },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.Linked != LinkAuto {
+				t.Fatalf("a mismatching alternate was linked (%v)", o.Linked)
+			}
+			got, err := os.ReadFile(s.Path(o.Digest))
+			if err != nil || !bytes.Equal(got, content) {
+				t.Fatalf("object content differs from the streamed content (%v)", err)
+			}
+		})
+	}
+}
+
+// The content handed to Alternate reads the streamed bytes, in memory or
+// in the temporary file.
+func TestInsertAlternateSeesContent(t *testing.T) {
+	for name, size := range map[string]int{"small": 100, "large": 1 << 20} {
+		t.Run(name, func(t *testing.T) {
+			s, err := Open(filepath.Join(t.TempDir(), "store"), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			content := bytes.Repeat([]byte("abc"), size/3+1)[:size]
+			var seen []byte
+			_, err = s.Insert(context.Background(), bytes.NewReader(content), InsertOptions{
+				Alternate: func(_ context.Context, _ Digest, n int64, r io.ReaderAt) (string, func(), bool) {
+					seen = make([]byte, n)
+					if m, err := r.ReadAt(seen, 0); m != int(n) {
+						t.Errorf("ReadAt: %d bytes, %v", m, err)
+					}
+					return "", nil, false
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(seen, content) {
+				t.Fatalf("Alternate saw %d bytes differing from the %d streamed", len(seen), len(content))
+			}
+		})
+	}
+}
+
+// A trusted alternate is linked without being read: only its size is
+// checked, so one of another size is refused and the stream stored.
+func TestInsertTrustedAlternate(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(filepath.Join(dir, "store"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	liar := filepath.Join(dir, "liar")
-	os.WriteFile(liar, []byte("different content, same size!"), 0o644)
-	content := []byte("the real content, of same size")[:len("different content, same size!")]
-	o, err := s.Insert(context.Background(), bytes.NewReader(content), InsertOptions{
-		Alternate: func(context.Context, Digest, int64) (string, func(), bool) { return liar, nil, true },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o.Linked != LinkAuto {
-		t.Fatalf("a mismatching alternate was linked (%v)", o.Linked)
-	}
-	got, err := os.ReadFile(s.Path(o.Digest))
-	if err != nil || !bytes.Equal(got, content) {
-		t.Fatalf("object content %q, %v", got, err)
+	content := []byte("content proven by the alternate's own checksum")
+	same := filepath.Join(dir, "same")
+	short := filepath.Join(dir, "short")
+	os.WriteFile(same, content, 0o644)
+	os.WriteFile(short, content[:10], 0o644)
+	for i, c := range []struct {
+		path   string
+		linked bool
+	}{{short, false}, {same, true}} {
+		s, err := Open(filepath.Join(dir, "store", string(rune('a'+i))), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		o, err := s.Insert(context.Background(), bytes.NewReader(content), InsertOptions{
+			TrustAlternate: true,
+			Alternate:      func(context.Context, Digest, int64, io.ReaderAt) (string, func(), bool) { return c.path, nil, true },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if linked := o.Linked == LinkHardlink; linked != c.linked {
+			t.Fatalf("%s: Linked = %v, want linked %v", c.path, o.Linked, c.linked)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package dedup
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -54,14 +55,23 @@ type InsertOptions struct {
 	// Alternate, when set, is asked once the content's digest is known
 	// and the object is absent: it may name an existing file with that
 	// content (a host ostree object, say), which is then linked in with
-	// AlternateMode as InsertFile would (and hashed again to check it)
-	// instead of writing the streamed bytes. release, if not nil, is
-	// called when the file is no longer needed. When linking fails the
-	// streamed bytes are written as usual.
-	Alternate func(ctx context.Context, d Digest, size int64) (path string, release func(), ok bool)
+	// AlternateMode as InsertFile would (after comparing it byte for
+	// byte with the streamed content) instead of writing the streamed
+	// bytes. content reads the streamed bytes (size of them) until
+	// Alternate returns, for an Alternate that compares rather than
+	// hashes its candidates. release, if not nil, is called when the file
+	// is no longer needed. When linking fails the streamed bytes are
+	// written as usual.
+	Alternate func(ctx context.Context, d Digest, size int64, content io.ReaderAt) (path string, release func(), ok bool)
 	// AlternateMode is the link mode for Alternate files (LinkAuto: hard
 	// link, else reflink, else copy).
 	AlternateMode LinkMode
+	// TrustAlternate links an Alternate's file without comparing it with
+	// the streamed content (its size is still checked): for an Alternate
+	// that has proven the file holds the content by a content checksum
+	// it trusts, such as a host ostree repository's object names, so
+	// that the file is not read at all.
+	TrustAlternate bool
 }
 
 // hashers computes the fs-verity digest and, optionally, the SHA-256 of
@@ -145,7 +155,7 @@ func (in *Ingest) insert(ctx context.Context, r io.Reader, opts InsertOptions) (
 		if err != nil {
 			return o, err
 		}
-		if lo, ok := in.tryAlternate(ctx, o, opts); ok {
+		if lo, ok := in.tryAlternate(ctx, o, bytes.NewReader(buf[:n]), opts); ok {
 			return lo, nil
 		}
 		return in.finish(ctx, o, nil, buf[:n], LinkWritten)
@@ -170,7 +180,7 @@ func (in *Ingest) insert(ctx context.Context, r io.Reader, opts InsertOptions) (
 	if err != nil {
 		return o, err
 	}
-	if lo, ok := in.tryAlternate(ctx, o, opts); ok {
+	if lo, ok := in.tryAlternate(ctx, o, tmp.f, opts); ok {
 		return lo, nil
 	}
 	return in.finish(ctx, o, tmp, nil, LinkWritten)

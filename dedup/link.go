@@ -89,12 +89,6 @@ func (in *Ingest) InsertFile(ctx context.Context, path string, mode LinkMode) (O
 }
 
 func (in *Ingest) insertFile(ctx context.Context, path string, mode LinkMode) (Object, LinkResult, error) {
-	return in.insertFileExpect(ctx, path, mode, Digest{})
-}
-
-// insertFileExpect is insertFile; when want is not zero the source's
-// content must hash to it (ErrDigestMismatch otherwise, nothing kept).
-func (in *Ingest) insertFileExpect(ctx context.Context, path string, mode LinkMode, want Digest) (Object, LinkResult, error) {
 	if mode < LinkAuto || mode > LinkCopy {
 		return Object{}, LinkResult{}, fmt.Errorf("%w: %s is not a request mode", ErrLinkUnsupported, mode)
 	}
@@ -124,9 +118,6 @@ func (in *Ingest) insertFileExpect(ctx context.Context, path string, mode LinkMo
 	o, _ := h.object(InsertOptions{})
 	if err := unchanged(src, &before); err != nil {
 		return o, LinkResult{}, err
-	}
-	if want != (Digest{}) && o.Digest != want {
-		return o, LinkResult{}, fmt.Errorf("%w: %s hashes to %s, expected %s", ErrDigestMismatch, path, o.Digest, want)
 	}
 	return in.linkIn(ctx, o, src, &before, mode)
 }
@@ -245,8 +236,10 @@ func (in *Ingest) hardlink(ctx context.Context, o Object, src *os.File, before *
 	if err := in.pin(o.Digest, false); err != nil {
 		return o, err
 	}
-	if err := s.indexSHA256(o.SHA256, o.Digest); err != nil {
-		return o, err
+	if o.SHA256 != (SHA256{}) {
+		if err := s.indexSHA256(o.SHA256, o.Digest); err != nil {
+			return o, err
+		}
 	}
 	s.ctr.record(o, LinkHardlink)
 	return o, nil

@@ -109,14 +109,16 @@ func (h *hostShare) insertOptions(ctx context.Context) (dedup.InsertOptions, err
 	if err != nil {
 		return dedup.InsertOptions{}, err
 	}
-	return dedup.InsertOptions{AlternateMode: h.mode, Alternate: h.alternate(index)}, nil
+	// The index proves a host object holds the content by its ostree
+	// checksum, computed over the streamed bytes: dedup need not read it.
+	return dedup.InsertOptions{AlternateMode: h.mode, Alternate: h.alternate(index), TrustAlternate: true}, nil
 }
 
 // alternate returns the dedup Alternate callback: the host object with
 // the content, staged when the mode wants a hard link.
-func (h *hostShare) alternate(index *hostlink.Index) func(context.Context, dedup.Digest, int64) (string, func(), bool) {
-	return func(ctx context.Context, d dedup.Digest, size int64) (string, func(), bool) {
-		p, ok, err := index.Lookup(ctx, size, d)
+func (h *hostShare) alternate(index *hostlink.Index) func(context.Context, dedup.Digest, int64, io.ReaderAt) (string, func(), bool) {
+	return func(ctx context.Context, d dedup.Digest, size int64, content io.ReaderAt) (string, func(), bool) {
+		p, ok, err := index.LookupContent(ctx, size, d, content)
 		if err != nil || !ok {
 			return "", nil, false
 		}

@@ -54,8 +54,11 @@ type IndexStats struct {
 	// Cached counts objects whose digest is known (from the cache or
 	// hashed), and bare-user symlink objects examined once (their
 	// user.ostreemeta read) and recorded as not content, never hashed.
-	Cached  int
-	Hashed  int // objects this Index hashed (each at most once)
+	Cached int
+	Hashed int // objects this Index hashed (each at most once)
+	// Headers counts objects whose file header LookupContent read (it
+	// matches content by ostree checksum, never reading objects).
+	Headers int
 	Dropped int // cache entries dropped for vanished or changed objects
 	// DirsListed and Statted count the last cheap pass's work: objects/xx
 	// directories listed (unchanged ones are not) and objects stat'ed
@@ -82,6 +85,13 @@ type Index struct {
 	bySize map[int64][]objectStat
 	cache  *digestCache
 	stats  IndexStats
+	// headers holds the file header of every object LookupContent
+	// checksummed content against (one string per distinct header, in
+	// headerSet); unsaved the cache entries it learnt that are not yet in
+	// the cache file.
+	headers   map[Checksum]string
+	headerSet map[string]string
+	unsaved   []cacheEntry
 }
 
 var hashNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
@@ -100,7 +110,7 @@ func NewIndex(ctx context.Context, r *Repo, opts IndexOptions) (*Index, error) {
 	if err != nil {
 		return nil, err
 	}
-	ix := &Index{repo: r, opts: opts, cache: cache}
+	ix := &Index{repo: r, opts: opts, cache: cache, headers: map[Checksum]string{}, headerSet: map[string]string{}}
 	if err := ix.Rescan(ctx); err != nil {
 		cache.close()
 		return nil, err
@@ -127,11 +137,16 @@ func checkOutside(dir, repo string) error {
 	return nil
 }
 
-// Close releases the cache's lock file. The Index must not be used after.
+// Close saves the digests LookupContent learnt that are not saved yet
+// and releases the cache's lock file. The Index must not be used after.
 func (ix *Index) Close() error {
+	err := ix.save()
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	return ix.cache.close()
+	if cerr := ix.cache.close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Rescan redoes the cheap pass, for example after `ostree prune` or a
@@ -197,6 +212,7 @@ func (ix *Index) Stats() IndexStats {
 	defer ix.mu.Unlock()
 	s := ix.stats
 	s.Cached = len(ix.cache.entries)
+	s.Headers = len(ix.headers)
 	return s
 }
 
@@ -218,14 +234,29 @@ func (ix *Index) LookupSHA256(ctx context.Context, size int64, sum [32]byte) (st
 }
 
 func (ix *Index) lookup(ctx context.Context, size int64, match func(*cacheEntry) bool) (string, bool, error) {
+	defer ix.lockSize(size)()
+	p, ok, unknown := ix.matchKnown(size, match)
+	if ok || len(unknown) == 0 {
+		return p, ok, nil
+	}
+	return ix.hashUnknown(ctx, unknown, match)
+}
+
+// lockSize takes the stripe of lookups of size; call the result to
+// release it.
+func (ix *Index) lockSize(size int64) func() {
 	stripe := &ix.stripes[uint64(size)%uint64(len(ix.stripes))]
 	stripe.Lock()
-	defer stripe.Unlock()
+	return stripe.Unlock
+}
+
+// matchKnown looks for a match among the candidates of size whose digest
+// is known in memory, and returns the candidates whose digest is not.
+func (ix *Index) matchKnown(size int64, match func(*cacheEntry) bool) (string, bool, []objectStat) {
 	ix.mu.Lock()
-	cands := append([]objectStat(nil), ix.bySize[size]...)
-	// First the candidates whose digest is known in memory.
+	defer ix.mu.Unlock()
 	var unknown []objectStat
-	for _, o := range cands {
+	for _, o := range append([]objectStat(nil), ix.bySize[size]...) {
 		e, ok := ix.cache.entries[o.sum]
 		if !ok || e.mtime != o.mtime || e.size != o.size {
 			unknown = append(unknown, o)
@@ -233,16 +264,11 @@ func (ix *Index) lookup(ctx context.Context, size int64, match func(*cacheEntry)
 		}
 		if e.content && match(&e) {
 			if p, ok := ix.stillThere(o); ok {
-				ix.mu.Unlock()
 				return p, true, nil
 			}
 		}
 	}
-	ix.mu.Unlock()
-	if len(unknown) == 0 {
-		return "", false, nil
-	}
-	return ix.hashUnknown(ctx, unknown, match)
+	return "", false, unknown
 }
 
 // hashUnknown hashes the given candidates under the cache lock (after
