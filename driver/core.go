@@ -203,10 +203,10 @@ func (d *core) create(ctx context.Context, id, parent string, container bool) er
 		if err := d.seal(ctx, parent); err != nil {
 			return fmt.Errorf("cfs: create %s on %s: %w", id, parent, err)
 		}
-		if err := d.ensureFlat(ctx, parent); err != nil {
-			return fmt.Errorf("cfs: create %s on %s: %w", id, parent, err)
-		}
-		root, err := imageRoot(d.flatImage(parent))
+		// The root of the parent's chain has the metadata of the parent's
+		// own root (layers.Merge gives the upper root's): no need to
+		// flatten the chain, which waits for the first mount.
+		root, err := imageRoot(d.diffImage(parent))
 		if err != nil {
 			return fmt.Errorf("cfs: create %s on %s: %w", id, parent, err)
 		}
