@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"syscall"
 
@@ -57,6 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	drivers := fs.String("drivers", strings.Join(scenario.Drivers, ","), "drivers to measure")
 	scenarios := fs.String("scenarios", strings.Join(scenario.All, ","), "scenarios to run")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	traceFile := fs.String("trace", "", "write a Go execution trace of the whole run to this file (go tool trace)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: cfs-storage-bench [flags]\n\nRuns the benchmark (as root) and writes its report.\n\n")
 		fs.PrintDefaults()
@@ -89,6 +91,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *traceFile != "" {
+		f, err := os.Create(*traceFile)
+		if err == nil {
+			err = trace.Start(f)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "cfs-storage-bench: trace: %v\n", err)
+			return 1
+		}
+		defer trace.Stop()
 	}
 	if _, err := bench.Run(ctx, o); err != nil {
 		fmt.Fprintf(stderr, "cfs-storage-bench: %v\n", err)
