@@ -55,6 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.Cache, "cache", defaultCache(), "folder for the corpus (built once) and temporary stores")
 	fs.BoolVar(&o.Quick, "quick", false, "use the small synthetic corpus (no network; for CI)")
 	runs := fs.Int("runs", 0, "repetitions of each latency figure (default 20, 5 with --quick)")
+	pullRuns := fs.Int("pull-runs", 0, "pulls per driver, median reported (default 3, 1 with --quick)")
 	drivers := fs.String("drivers", strings.Join(scenario.Drivers, ","), "drivers to measure")
 	scenarios := fs.String("scenarios", strings.Join(scenario.All, ","), "scenarios to run")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
@@ -78,6 +79,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		o.Runs = 20
 		if o.Quick {
 			o.Runs = 5
+		}
+	}
+	o.PullRuns = *pullRuns
+	if o.PullRuns == 0 {
+		o.PullRuns = 3
+		if o.Quick {
+			o.PullRuns = 1
 		}
 	}
 	o.Drivers, o.Scenarios = splitList(*drivers), splitList(*scenarios)

@@ -26,6 +26,8 @@ type Options struct {
 	Quick bool
 	// Runs is the number of repetitions of each latency figure.
 	Runs int
+	// PullRuns is the number of pulls per driver (median reported).
+	PullRuns int
 	// Drivers and Scenarios select what runs.
 	Drivers, Scenarios []string
 	// Command is the command line, for the report.
@@ -48,7 +50,7 @@ func Run(ctx context.Context, o Options) (*report.Results, error) {
 		return nil, err
 	}
 	res, err := scenario.Run(ctx, scenario.Config{
-		Corpus: c, Drivers: o.Drivers, Scenarios: o.Scenarios, Runs: o.Runs,
+		Corpus: c, Drivers: o.Drivers, Scenarios: o.Scenarios, Runs: o.Runs, PullRuns: o.PullRuns,
 		WorkDir: filepath.Join(o.Cache, "work"), Progress: o.Progress, CLI: findCLI(),
 	})
 	if err != nil {

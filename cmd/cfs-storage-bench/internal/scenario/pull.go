@@ -161,49 +161,99 @@ func (r *runner) warmUp(ctx context.Context) error {
 	return err
 }
 
-// pull measures pulling the corpus into the empty store: wall time,
-// wall time including a final syncfs, and bytes written.
-func (r *runner) pull(ctx context.Context, bs *benchStore) error {
-	if err := dropCaches(); err != nil {
-		return err
-	}
-	n, err := readTree(filepath.Join(r.cfg.Corpus.Path(r.cfg.Corpus.Layout), "blobs"))
-	if err != nil {
-		return fmt.Errorf("read source blobs: %w", err)
-	}
-	r.logf("[pull] %s: %s of source blobs in memory", bs.label, fmtBytes(n))
-	before, err := readIO()
-	if err != nil {
-		return err
-	}
-	elapsed, err := r.pullImages(ctx, bs)
-	if err != nil {
-		return err
-	}
-	after, err := readIO()
-	if err != nil {
-		return err
-	}
-	syncStart := time.Now()
-	if err := syncfs(bs.store.GraphRoot()); err != nil {
-		return err
-	}
-	synced := elapsed + time.Since(syncStart)
-	firstMounts, err := r.firstMounts(ctx, bs)
-	if err != nil {
-		return err
+// pullResult is one measured pull of the corpus into an empty store.
+type pullResult struct {
+	elapsed, synced, firstMounts time.Duration
+	written                      int64
+}
+
+// pullRounds pulls the corpus into an empty store of every driver
+// PullRuns times, the drivers interleaved round by round (rotating which
+// goes first), and records the medians. Earlier rounds pull into scratch
+// stores that are dropped; the last round fills the stores the other
+// scenarios use.
+func (r *runner) pullRounds(ctx context.Context, stores []*benchStore) error {
+	rounds := max(1, r.cfg.PullRuns)
+	results := map[string][]pullResult{}
+	for round := range rounds {
+		for _, bs := range rotated(stores, round) {
+			target := bs
+			if round < rounds-1 {
+				scratch, err := r.openStore(bs.label)
+				if err != nil {
+					return err
+				}
+				target = scratch
+			}
+			res, err := r.pull(ctx, target)
+			if target != bs {
+				if cerr := target.close(); err == nil {
+					err = cerr
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", bs.label, err)
+			}
+			results[bs.label] = append(results[bs.label], res)
+			r.logf("[pull] %s: round %d/%d: %s, %s written, first mounts %s", bs.label, round+1, rounds,
+				res.elapsed.Round(time.Millisecond), fmtBytes(res.written), res.firstMounts.Round(time.Millisecond))
+		}
 	}
 	if !r.want("pull") {
 		return nil
 	}
-	r.add("pull", bs.label, "time", elapsed.Seconds(), "s", true)
-	r.add("pull", bs.label, "time + sync", synced.Seconds(), "s", false)
-	r.add("pull", bs.label, "first mount of each image", firstMounts.Seconds(), "s", false)
-	r.add("pull", bs.label, "time + first mounts", (elapsed + firstMounts).Seconds(), "s", false)
-	r.add("pull", bs.label, "bytes written", float64(after.total()-before.total()), "bytes", true)
-	r.logf("[pull] %s: %s, %s written (children %s)", bs.label, elapsed.Round(time.Millisecond),
-		fmtBytes(after.total()-before.total()), fmtBytes(after.children-before.children))
+	for _, bs := range stores {
+		rs := results[bs.label]
+		pick := func(f func(pullResult) time.Duration) float64 {
+			d := make([]time.Duration, len(rs))
+			for i, x := range rs {
+				d[i] = f(x)
+			}
+			return median(d).Seconds()
+		}
+		written := make([]time.Duration, len(rs)) // bytes, through the same median
+		for i, x := range rs {
+			written[i] = time.Duration(x.written)
+		}
+		r.add("pull", bs.label, "time", pick(func(x pullResult) time.Duration { return x.elapsed }), "s", true)
+		r.add("pull", bs.label, "time + sync", pick(func(x pullResult) time.Duration { return x.synced }), "s", false)
+		r.add("pull", bs.label, "first mount of each image", pick(func(x pullResult) time.Duration { return x.firstMounts }), "s", false)
+		r.add("pull", bs.label, "time + first mounts", pick(func(x pullResult) time.Duration { return x.elapsed + x.firstMounts }), "s", false)
+		r.add("pull", bs.label, "bytes written", float64(median(written)), "bytes", true)
+	}
 	return nil
+}
+
+// pull measures pulling the corpus into the empty store bs: wall time,
+// wall time including a final syncfs, bytes written, then the first
+// mount of each image.
+func (r *runner) pull(ctx context.Context, bs *benchStore) (pullResult, error) {
+	var res pullResult
+	if err := dropCaches(); err != nil {
+		return res, err
+	}
+	if _, err := readTree(filepath.Join(r.cfg.Corpus.Path(r.cfg.Corpus.Layout), "blobs")); err != nil {
+		return res, fmt.Errorf("read source blobs: %w", err)
+	}
+	before, err := readIO()
+	if err != nil {
+		return res, err
+	}
+	if res.elapsed, err = r.pullImages(ctx, bs); err != nil {
+		return res, err
+	}
+	after, err := readIO()
+	if err != nil {
+		return res, err
+	}
+	res.written = after.total() - before.total()
+	syncStart := time.Now()
+	if err := syncfs(bs.store.GraphRoot()); err != nil {
+		return res, err
+	}
+	res.synced = res.elapsed + time.Since(syncStart)
+	res.firstMounts, err = r.firstMounts(ctx, bs)
+	return res, err
 }
 
 // firstMounts creates, mounts, unmounts and deletes a container of each
@@ -219,7 +269,6 @@ func (r *runner) firstMounts(ctx context.Context, bs *benchStore) (time.Duration
 		}
 		total += p.total()
 	}
-	r.logf("[pull] %s: first mount of each image: %s", bs.label, total.Round(time.Millisecond))
 	return total, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +41,9 @@ type Config struct {
 	Scenarios []string
 	// Runs is the number of timed repetitions of each latency figure.
 	Runs int
+	// PullRuns is the number of pulls per driver (the median is
+	// reported); 0 means 1.
+	PullRuns int
 	// WorkDir holds the temporary stores; it must be on the corpus's
 	// filesystem for host hard links.
 	WorkDir string
@@ -179,20 +183,15 @@ func (r *runner) runAll(ctx context.Context) (err error) {
 		stores = append(stores, bs)
 	}
 	needImages := r.want("pull") || r.want("disk") || r.want("start") || r.want("memory")
-	perDriver := []struct {
-		name string
-		run  func(context.Context, *benchStore) error
-		on   bool
-	}{{"pull", r.pull, needImages}, {"disk", r.disk, r.want("disk")}}
 	if err := r.step(ctx, "pull warm-up", "overlay", needImages, func() error { return r.warmUp(ctx) }); err != nil {
 		return err
 	}
-	for i, bs := range stores {
-		r.logf("[bench] driver %d/%d: %s", i+1, len(stores), bs.label)
-		for _, s := range perDriver {
-			if err := r.step(ctx, s.name, bs.label, s.on, func() error { return s.run(ctx, bs) }); err != nil {
-				return err
-			}
+	if err := r.step(ctx, "pull", "all drivers", needImages, func() error { return r.pullRounds(ctx, stores) }); err != nil {
+		return err
+	}
+	for _, bs := range stores {
+		if err := r.step(ctx, "disk", bs.label, r.want("disk"), func() error { return r.disk(ctx, bs) }); err != nil {
+			return err
 		}
 	}
 	if err := r.step(ctx, "start", "all drivers", r.want("start"), func() error { return r.start(ctx, stores) }); err != nil {
@@ -252,7 +251,7 @@ func corpusInfo(c *corpus.Corpus) []string {
 func (r *runner) notes() []string {
 	n := []string{
 		"Each driver gets a fresh c/storage store (go.podman.io/storage) under " + r.cfg.WorkDir + ", on the corpus's filesystem; cfs runs with host_repo set to the corpus's host repo, cfs-nohost with host_repo empty.",
-		"pull: copy.Image (go.podman.io/image) of every image from the OCI layout into containers-storage, after `sync` + drop_caches and a read of the layout's blobs (the source is in memory, as from a fast network). Bytes written are write_bytes − cancelled_write_bytes of /proc/self/io plus the children's ru_oublock×512 (overlay unpacks in re-executed children). `time + sync` adds a syncfs of the store's filesystem after the pull. `first mount of each image`: then one container of each image is created, mounted, unmounted and deleted (cfs builds an image's flattened composefs image at its first mount, not during the pull); `time + first mounts` is the time until every image can run.",
+		"pull: copy.Image (go.podman.io/image) of every image from the OCI layout into an empty containers-storage store, after an untimed warm-up pull into a scratch overlay store; each figure is the median of " + strconv.Itoa(max(1, r.cfg.PullRuns)) + " pulls per driver, the drivers interleaved round by round; each pull after `sync` + drop_caches and a read of the layout's blobs (the source is in memory, as from a fast network). Bytes written are write_bytes − cancelled_write_bytes of /proc/self/io plus the children's ru_oublock×512 (overlay unpacks in re-executed children). `time + sync` adds a syncfs of the store's filesystem after the pull. `first mount of each image`: then one container of each image is created, mounted, unmounted and deleted (cfs builds an image's flattened composefs image at its first mount, not during the pull); `time + first mounts` is the time until every image can run.",
 		"disk: st_blocks×512 of every inode of the host repo and the graph root, each (dev, inode) once, so objects hard-linked between host and store count once.",
 	}
 	if r.bound != nil {
