@@ -155,3 +155,53 @@ func BenchmarkMount(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkContainerCycle is a container layer's life as a container
+// start sees it: CreateReadWrite on an image's top layer, Get, Put,
+// Remove, each phase timed on its own.
+func BenchmarkContainerCycle(b *testing.B) {
+	drivers := []*timed{{name: "cfs", d: benchDriver(b, Name)}, {name: "overlay", d: benchDriver(b, "overlay")}}
+	rng := rand.New(rand.NewSource(3))
+	layer := randomLayer(b, rng, 50, 4096)
+	for _, t := range drivers {
+		if err := t.d.Create("image", "", nil); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := t.d.ApplyDiff("image", graphdriver.ApplyDiffOpts{Diff: bytes.NewReader(layer)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	phases := []string{"create", "get", "put", "remove"}
+	sums := map[string][]time.Duration{}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, t := range drivers {
+			id := fmt.Sprintf("ctr%d", i)
+			steps := []func() error{
+				func() error { return t.d.CreateReadWrite(id, "image", nil) },
+				func() error { _, err := t.d.Get(id, graphdriver.MountOpts{}); return err },
+				func() error { return t.d.Put(id) },
+				func() error { return t.d.Remove(id) },
+			}
+			if sums[t.name] == nil {
+				sums[t.name] = make([]time.Duration, len(steps))
+			}
+			for k, step := range steps {
+				start := time.Now()
+				if err := step(); err != nil {
+					b.Fatalf("%s: %s: %v", t.name, phases[k], err)
+				}
+				sums[t.name][k] += time.Since(start)
+			}
+		}
+	}
+	n := float64(b.N)
+	var cfsTotal, overlayTotal time.Duration
+	for k, p := range phases {
+		c, o := sums["cfs"][k], sums["overlay"][k]
+		cfsTotal, overlayTotal = cfsTotal+c, overlayTotal+o
+		b.ReportMetric(float64(c.Nanoseconds())/n, "cfs-"+p+"-ns/op")
+		b.ReportMetric(float64(c)/float64(o), p+"-cfs/overlay")
+	}
+	b.ReportMetric(float64(cfsTotal)/float64(overlayTotal), "cfs/overlay")
+}

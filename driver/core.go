@@ -27,9 +27,10 @@ import (
 // directory over the flattened image of its parent chain). It is sealed,
 // its upper directory turned into its own composefs diff image, when a
 // tar is applied to it or a child layer is created on it. Mounting a
-// layer mounts the flattened image of its chain (built once, cached under
-// images/) as EROFS, and one overlay on top with the object store as a
-// data-only lower and, for a writable layer, its upper directory.
+// layer mounts the flattened image of its chain (built at the first
+// mount, cached under images/) as a detached EROFS mount, and one overlay
+// on it with the object store as a data-only lower and, for a writable
+// layer, its upper directory.
 type core struct {
 	home    string // <graphroot>/cfs
 	run     string // <runroot>/cfs

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/opencontainers/selinux/go-selinux/label"
@@ -74,18 +75,20 @@ func (d *core) get(ctx context.Context, id string, opts mountOptions) (string, e
 }
 
 func (d *core) mount(id string, m layerMeta, image string, opts mountOptions) error {
-	lowerMnt, merged := d.lowerMount(id), d.mergedDir(id)
-	for _, dir := range []string{lowerMnt, merged} {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return err
-		}
+	merged := d.mergedDir(id)
+	if err := os.MkdirAll(merged, 0o700); err != nil {
+		return err
 	}
 	lower := filepath.Join(d.home, "empty")
 	if image != "" {
-		if err := mountErofs(image, lowerMnt); err != nil {
+		// The EROFS mount is detached (in no mount table) and named to
+		// overlay through our descriptor; it goes away with the overlay.
+		fd, err := openErofs(image)
+		if err != nil {
 			return err
 		}
-		lower = lowerMnt + "::" + d.objects.ObjectsDir()
+		defer unix.Close(fd)
+		lower = "/proc/self/fd/" + strconv.Itoa(fd) + "::" + d.objects.ObjectsDir()
 	} else if err := os.MkdirAll(lower, 0o755); err != nil {
 		return err
 	}
@@ -104,9 +107,6 @@ func (d *core) mount(id string, m layerMeta, image string, opts mountOptions) er
 	data = append(data, opts.Extra...)
 	joined := label.FormatMountLabel(strings.Join(data, ","), opts.MountLabel)
 	if err := unix.Mount("overlay", merged, "overlay", flags, joined); err != nil {
-		if image != "" {
-			unix.Unmount(lowerMnt, unix.MNT_DETACH)
-		}
 		return fmt.Errorf("mount overlay -o %s: %w", joined, err)
 	}
 	return nil
@@ -135,6 +135,8 @@ func (d *core) unmountAll(id string) error {
 
 func (d *core) unmountLocked(id string) error {
 	delete(d.mounts, id)
+	// lowerMount is where versions before detached EROFS mounts mounted
+	// the image; a store they left mounted is unmounted there too.
 	for _, dir := range []string{d.mergedDir(id), d.lowerMount(id)} {
 		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("cfs: unmount %s: %w", dir, err)
@@ -170,24 +172,49 @@ func isMountPoint(dir string) bool {
 	return st.Dev != parent.Dev
 }
 
-// mountErofs mounts an EROFS image file read-only on target, straight
+// openErofs mounts an EROFS image file read-only as a detached mount
+// (fsopen, fsconfig, fsmount) and returns the mount's descriptor: straight
 // from the file where the kernel can, else through a loop device.
-func mountErofs(image, target string) error {
-	err := unix.Mount(image, target, "erofs", unix.MS_RDONLY, "")
+func openErofs(image string) (int, error) {
+	fd, err := fsmountErofs(image)
 	if err == nil {
-		return nil
+		return fd, nil
 	}
 	if !errors.Is(err, unix.ENOTBLK) {
-		return fmt.Errorf("mount erofs %s: %w", image, err)
+		return -1, fmt.Errorf("mount erofs %s: %w", image, err)
 	}
 	dev, lerr := attachLoop(image)
 	if lerr != nil {
-		return fmt.Errorf("mount erofs %s: no file-backed mounts (%v) and no loop device: %w", image, err, lerr)
+		return -1, fmt.Errorf("mount erofs %s: no file-backed mounts (%v) and no loop device: %w", image, err, lerr)
 	}
-	if err := unix.Mount(dev, target, "erofs", unix.MS_RDONLY, ""); err != nil {
-		return fmt.Errorf("mount erofs %s via %s: %w", image, dev, err)
+	if fd, err = fsmountErofs(dev); err != nil {
+		return -1, fmt.Errorf("mount erofs %s via %s: %w", image, dev, err)
 	}
-	return nil
+	return fd, nil
+}
+
+// fsmountErofs creates a read-only EROFS superblock from source and a
+// detached mount of it.
+func fsmountErofs(source string) (int, error) {
+	fsfd, err := unix.Fsopen("erofs", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("fsopen: %w", err)
+	}
+	defer unix.Close(fsfd)
+	if err := unix.FsconfigSetString(fsfd, "source", source); err != nil {
+		return -1, fmt.Errorf("fsconfig source: %w", err)
+	}
+	if err := unix.FsconfigSetFlag(fsfd, "ro"); err != nil {
+		return -1, fmt.Errorf("fsconfig ro: %w", err)
+	}
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return -1, err // ENOTBLK: no file-backed mounts
+	}
+	fd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_RDONLY)
+	if err != nil {
+		return -1, fmt.Errorf("fsmount: %w", err)
+	}
+	return fd, nil
 }
 
 // attachLoop binds image to a free loop device, read-only and cleared
