@@ -67,6 +67,9 @@ type Stager struct {
 	repoReal string   // opts.Repo, absolute, symlinks resolved
 	session  string   // Dir/s-XXXX (resolved), this Stager's names
 	lock     *os.File // the session directory, flocked
+	// sameMount: the repository's objects and the session are on one
+	// mount, so the store can hard-link host objects where they are.
+	sameMount bool
 	seq      atomic.Uint64
 
 	direct, namespace, failed atomic.Int64
@@ -115,7 +118,19 @@ func NewStager(opts StagerOptions) (*Stager, error) {
 		os.RemoveAll(session)
 		return nil, fmt.Errorf("hostlink: lock staging session %s: %w", session, err)
 	}
-	return &Stager{opts: opts, repoReal: repo, session: session, lock: lock}, nil
+	same := sameMount(filepath.Join(repo, "objects"), session)
+	return &Stager{opts: opts, repoReal: repo, session: session, lock: lock, sameMount: same}, nil
+}
+
+// sameMount reports whether a and b are on the same mount (statx mount
+// IDs); false when either cannot be examined.
+func sameMount(a, b string) bool {
+	var sa, sb unix.Statx_t
+	if unix.Statx(unix.AT_FDCWD, a, 0, unix.STATX_MNT_ID, &sa) != nil ||
+		unix.Statx(unix.AT_FDCWD, b, 0, unix.STATX_MNT_ID, &sb) != nil {
+		return false
+	}
+	return sa.Mask&unix.STATX_MNT_ID != 0 && sb.Mask&unix.STATX_MNT_ID != 0 && sa.Mnt_id == sb.Mnt_id
 }
 
 // realPath returns p absolute, with symlinks resolved.
@@ -167,15 +182,19 @@ func (s *Stager) Stats() StagerStats {
 // Stage links the host object at hostPath (a regular file inside the
 // repository) under a new name in the session directory and returns that
 // name and a release func that removes it. The staged name is the host
-// object's inode. An error wrapping ErrNotStageable means the object
-// cannot be hard-linked into the store from here (another filesystem, no
-// helper, the helper failed); the host path itself may still be cloned or
-// copied.
+// object's inode. When the repository is on the session's own mount no
+// name is needed: Stage returns hostPath itself and a nil release. An
+// error wrapping ErrNotStageable means the object cannot be hard-linked
+// into the store from here (another filesystem, no helper, the helper
+// failed); the host path itself may still be cloned or copied.
 func (s *Stager) Stage(ctx context.Context, hostPath string) (string, func(), error) {
 	staged, err := s.stage(ctx, hostPath)
 	if err != nil {
 		s.failed.Add(1)
 		return "", nil, fmt.Errorf("hostlink: stage %s: %w", hostPath, err)
+	}
+	if staged == hostPath {
+		return staged, nil, nil
 	}
 	return staged, func() { os.Remove(staged) }, nil
 }
@@ -194,6 +213,10 @@ func (s *Stager) stage(ctx context.Context, hostPath string) (string, error) {
 	}
 	if host.Mode&unix.S_IFMT != unix.S_IFREG {
 		return "", fmt.Errorf("%w: not a regular file", ErrNotStageable)
+	}
+	if s.sameMount {
+		s.direct.Add(1)
+		return hostPath, nil
 	}
 	name := "o-" + strconv.FormatUint(s.seq.Add(1), 10)
 	staged := filepath.Join(s.session, name)

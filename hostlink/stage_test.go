@@ -148,13 +148,20 @@ func TestStageWithoutHelper(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	staged, release, err := s2.Stage(context.Background(), filepath.Join(l.fs, "sysroot/repo/objects/ab/cdef.file"))
+	object := filepath.Join(l.fs, "sysroot/repo/objects/ab/cdef.file")
+	staged, release, err := s2.Stage(context.Background(), object)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer release()
+	// On one mount no staged name is needed: the host path serves.
+	if staged != object || release != nil {
+		t.Errorf("same-mount stage gave %s (release %v), want the host path itself", staged, release != nil)
+	}
 	if inode(t, staged).Ino != inode(t, l.object).Ino || s2.Stats().Direct != 1 {
 		t.Errorf("direct stage: not the host inode, or stats %+v", s2.Stats())
+	}
+	if err := unix.Link(staged, filepath.Join(l.fs, "var/store/linked")); err != nil {
+		t.Errorf("the store cannot hard-link the host path: %v", err)
 	}
 	if _, _, err := s2.Stage(context.Background(), filepath.Join(l.fs, "var/store/elsewhere")); !errors.Is(err, ErrNotStageable) {
 		t.Errorf("Stage of a path outside the repository: %v", err)

@@ -223,6 +223,7 @@ func (r *runner) addStarts(label string, runs []phases) {
 	total := pick(phases.total)
 	r.add("start", label, "warm median", ms(median(total)), "ms", true)
 	r.add("start", label, "warm p95", ms(percentile(total, 95)), "ms", false)
+	r.add("start", label, "storage: create + mount + unmount + delete (median)", ms(median(pick(func(p phases) time.Duration { return p.total() - p.run }))), "ms", false)
 	r.add("start", label, "create (median)", ms(median(pick(func(p phases) time.Duration { return p.create }))), "ms", false)
 	r.add("start", label, "mount (median)", ms(median(pick(func(p phases) time.Duration { return p.mount }))), "ms", false)
 	r.add("start", label, "run /bin/true (median)", ms(median(pick(func(p phases) time.Duration { return p.run }))), "ms", false)
