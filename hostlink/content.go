@@ -3,7 +3,6 @@ package hostlink
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -122,11 +121,7 @@ func (ix *Index) header(o objectStat) (hdr string, isContent, gone bool, err err
 // checksumContent is ostree's checksum of a regular file with header hdr
 // and size bytes of content (see ChecksumFile).
 func checksumContent(hdr string, content io.ReaderAt, size int64) (Checksum, error) {
-	h := sha256.New()
-	var pre [8]byte
-	binary.BigEndian.PutUint32(pre[:4], uint32(len(hdr)))
-	h.Write(pre[:])
-	io.WriteString(h, hdr)
+	h := newFileChecksum([]byte(hdr))
 	if _, err := io.Copy(h, io.NewSectionReader(content, 0, size)); err != nil {
 		return Checksum{}, fmt.Errorf("reading the content looked up: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -249,11 +250,7 @@ func (r *Repo) ChecksumFile(c Checksum) (Checksum, error) {
 	if err != nil {
 		return Checksum{}, fmt.Errorf("file object %s header: %w", c, err)
 	}
-	h := sha256.New()
-	var pre [8]byte
-	binary.BigEndian.PutUint32(pre[:4], uint32(len(hdr)))
-	h.Write(pre[:])
-	h.Write(hdr)
+	h := newFileChecksum(hdr)
 	if fi.IsRegular() {
 		f, err := r.OpenFile(c)
 		if err != nil {
@@ -267,6 +264,18 @@ func (r *Repo) ChecksumFile(c Checksum) (Checksum, error) {
 	var sum Checksum
 	h.Sum(sum[:0])
 	return sum, nil
+}
+
+// newFileChecksum starts ostree's checksum of a file object with the
+// serialized header hdr: SHA-256 over the header's size (32-bit
+// big-endian), four zero bytes and the header; the content follows.
+func newFileChecksum(hdr []byte) hash.Hash {
+	h := sha256.New()
+	var pre [8]byte
+	binary.BigEndian.PutUint32(pre[:4], uint32(len(hdr)))
+	h.Write(pre[:])
+	h.Write(hdr)
+	return h
 }
 
 // VerifyFile recomputes a file object's checksum and returns ErrCorrupt

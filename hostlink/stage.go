@@ -70,7 +70,7 @@ type Stager struct {
 	// sameMount: the repository's objects and the session are on one
 	// mount, so the store can hard-link host objects where they are.
 	sameMount bool
-	seq      atomic.Uint64
+	seq       atomic.Uint64
 
 	direct, namespace, failed atomic.Int64
 

@@ -55,7 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.Cache, "cache", defaultCache(), "folder for the corpus (built once) and temporary stores")
 	fs.BoolVar(&o.Quick, "quick", false, "use the small synthetic corpus (no network; for CI)")
 	runs := fs.Int("runs", 0, "repetitions of each latency figure (default 20, 5 with --quick)")
-	pullRuns := fs.Int("pull-runs", 0, "pulls per driver, median reported (default 3, 1 with --quick)")
+	pullRuns := fs.Int("pull-runs", 0, "pulls per driver, median reported (default 5, 1 with --quick)")
 	drivers := fs.String("drivers", strings.Join(scenario.Drivers, ","), "drivers to measure")
 	scenarios := fs.String("scenarios", strings.Join(scenario.All, ","), "scenarios to run")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
@@ -83,33 +83,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	o.PullRuns = *pullRuns
 	if o.PullRuns == 0 {
-		o.PullRuns = 3
+		o.PullRuns = 5
 		if o.Quick {
 			o.PullRuns = 1
 		}
 	}
 	o.Drivers, o.Scenarios = splitList(*drivers), splitList(*scenarios)
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	for _, rec := range []struct {
+		name, path string
+		start      func(io.Writer) error
+		stop       func()
+	}{{"cpu profile", *cpuProfile, pprof.StartCPUProfile, pprof.StopCPUProfile}, {"trace", *traceFile, trace.Start, trace.Stop}} {
+		if rec.path == "" {
+			continue
+		}
+		f, err := os.Create(rec.path)
 		if err == nil {
-			err = pprof.StartCPUProfile(f)
+			err = rec.start(f)
 		}
 		if err != nil {
-			fmt.Fprintf(stderr, "cfs-storage-bench: cpu profile: %v\n", err)
+			fmt.Fprintf(stderr, "cfs-storage-bench: %s: %v\n", rec.name, err)
 			return 1
 		}
-		defer pprof.StopCPUProfile()
-	}
-	if *traceFile != "" {
-		f, err := os.Create(*traceFile)
-		if err == nil {
-			err = trace.Start(f)
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "cfs-storage-bench: trace: %v\n", err)
-			return 1
-		}
-		defer trace.Stop()
+		defer rec.stop()
 	}
 	if _, err := bench.Run(ctx, o); err != nil {
 		fmt.Fprintf(stderr, "cfs-storage-bench: %v\n", err)
