@@ -49,18 +49,20 @@ func (r *runner) depthScenario(ctx context.Context, stores []*benchStore) error 
 			}
 			r.add("depth", bs.label, "first mount, "+layers(d), ms(first.mount), "ms", false)
 		}
-		for i := range r.cfg.Runs {
-			for _, bs := range rotated(stores, i) {
-				img := images[bs.label][d]
-				p, err := r.cycle(ctx, bs, img, nil)
-				if err != nil {
-					return fmt.Errorf("%s: depth %d: %w", bs.label, d, err)
+		for _, group := range groups(stores) {
+			for i := range r.cfg.Runs {
+				for _, bs := range rotated(group, i) {
+					img := images[bs.label][d]
+					p, err := r.cycle(ctx, bs, img, nil)
+					if err != nil {
+						return fmt.Errorf("%s: depth %d: %w", bs.label, d, err)
+					}
+					mounts[bs.label] = append(mounts[bs.label], p.mount)
+					if p, err = r.cycle(ctx, bs, img, []string{"/bin/true"}); err != nil {
+						return fmt.Errorf("%s: depth %d: %w", bs.label, d, err)
+					}
+					starts[bs.label] = append(starts[bs.label], p.total())
 				}
-				mounts[bs.label] = append(mounts[bs.label], p.mount)
-				if p, err = r.cycle(ctx, bs, img, []string{"/bin/true"}); err != nil {
-					return fmt.Errorf("%s: depth %d: %w", bs.label, d, err)
-				}
-				starts[bs.label] = append(starts[bs.label], p.total())
 			}
 		}
 		for _, bs := range stores {

@@ -169,14 +169,32 @@ type pullResult struct {
 
 // pullRounds pulls the corpus into an empty store of every driver
 // PullRuns times, the drivers interleaved round by round (rotating which
-// goes first), and records the medians. Earlier rounds pull into scratch
+// goes first; vfs in a group of its own, see groups), and records the
+// medians. Earlier rounds pull into scratch
 // stores that are dropped; the last round fills the stores the other
 // scenarios use.
 func (r *runner) pullRounds(ctx context.Context, stores []*benchStore) error {
 	rounds := max(1, r.cfg.PullRuns)
 	results := map[string][]pullResult{}
+	for _, group := range groups(stores) {
+		if err := r.pullGroup(ctx, group, rounds, results); err != nil {
+			return err
+		}
+	}
+	if !r.want("pull") {
+		return nil
+	}
+	for _, bs := range stores {
+		r.addPulls(bs.label, results[bs.label])
+	}
+	return nil
+}
+
+// pullGroup runs the rounds of pulls on the stores of one group (see
+// groups), interleaved.
+func (r *runner) pullGroup(ctx context.Context, group []*benchStore, rounds int, results map[string][]pullResult) error {
 	for round := range rounds {
-		for _, bs := range rotated(stores, round) {
+		for _, bs := range rotated(group, round) {
 			target := bs
 			if round < rounds-1 {
 				scratch, err := r.openStore(bs.label)
@@ -199,29 +217,27 @@ func (r *runner) pullRounds(ctx context.Context, stores []*benchStore) error {
 				res.elapsed.Round(time.Millisecond), fmtBytes(res.written), res.firstMounts.Round(time.Millisecond))
 		}
 	}
-	if !r.want("pull") {
-		return nil
-	}
-	for _, bs := range stores {
-		rs := results[bs.label]
-		pick := func(f func(pullResult) time.Duration) float64 {
-			d := make([]time.Duration, len(rs))
-			for i, x := range rs {
-				d[i] = f(x)
-			}
-			return median(d).Seconds()
-		}
-		written := make([]time.Duration, len(rs)) // bytes, through the same median
-		for i, x := range rs {
-			written[i] = time.Duration(x.written)
-		}
-		r.add("pull", bs.label, "time", pick(func(x pullResult) time.Duration { return x.elapsed }), "s", true)
-		r.add("pull", bs.label, "time + sync", pick(func(x pullResult) time.Duration { return x.synced }), "s", false)
-		r.add("pull", bs.label, "first mount of each image", pick(func(x pullResult) time.Duration { return x.firstMounts }), "s", false)
-		r.add("pull", bs.label, "time + first mounts", pick(func(x pullResult) time.Duration { return x.elapsed + x.firstMounts }), "s", false)
-		r.add("pull", bs.label, "bytes written", float64(median(written)), "bytes", true)
-	}
 	return nil
+}
+
+// addPulls records the medians of one driver's pulls.
+func (r *runner) addPulls(label string, rs []pullResult) {
+	pick := func(f func(pullResult) time.Duration) float64 {
+		d := make([]time.Duration, len(rs))
+		for i, x := range rs {
+			d[i] = f(x)
+		}
+		return median(d).Seconds()
+	}
+	written := make([]time.Duration, len(rs)) // bytes, through the same median
+	for i, x := range rs {
+		written[i] = time.Duration(x.written)
+	}
+	r.add("pull", label, "time", pick(func(x pullResult) time.Duration { return x.elapsed }), "s", true)
+	r.add("pull", label, "time + sync", pick(func(x pullResult) time.Duration { return x.synced }), "s", false)
+	r.add("pull", label, "first mount of each image", pick(func(x pullResult) time.Duration { return x.firstMounts }), "s", false)
+	r.add("pull", label, "time + first mounts", pick(func(x pullResult) time.Duration { return x.elapsed + x.firstMounts }), "s", false)
+	r.add("pull", label, "bytes written", float64(median(written)), "bytes", true)
 }
 
 // pull measures pulling the corpus into the empty store bs: wall time,
