@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	storage "go.podman.io/storage"
 	"golang.org/x/sys/unix"
 
+	"github.com/cfs-storage/cfs-storage/dedup"
 	"github.com/cfs-storage/cfs-storage/dedup/fsverity"
 	"github.com/cfs-storage/cfs-storage/driver"
 	"github.com/cfs-storage/cfs-storage/tests/tarfix"
@@ -191,4 +193,49 @@ func putHostSharingLayer(t *testing.T, store storage.Store) (*storage.Layer, dri
 		t.Fatal("store's driver is not cfs")
 	}
 	return layer, ext
+}
+
+// TestDamagedHostObject: a host object whose bytes no longer match its
+// ostree name (disk damage, simulated by flipping a byte in place) is
+// matched by its name, as documented, and shared as the host uses it; the
+// store's fsck names it as corrupt, as ostree fsck does on the host side.
+func TestDamagedHostObject(t *testing.T) {
+	testutil.RequireRoot(t)
+	repo := makeHostRepo(t, "bare")
+	content := []byte(hostFiles["usr/lib/libshared.so"])
+	var damaged string
+	paths, _ := filepath.Glob(filepath.Join(repo, "objects", "*", "*.file"))
+	for _, p := range paths {
+		if data, err := os.ReadFile(p); err == nil && bytes.Equal(data, content) {
+			damaged = p
+		}
+	}
+	if damaged == "" {
+		t.Fatal("no host object holds libshared.so's content")
+	}
+	f, err := os.OpenFile(damaged, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{content[100] ^ 0xff}, 100); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if out, err := exec.Command("ostree", "fsck", "--repo="+repo).CombinedOutput(); err == nil {
+		t.Fatalf("ostree fsck passes a damaged object; the test damaged nothing:\n%s", out)
+	}
+
+	store := openStoreOpts(t, "cfs", "cfs.host_repo="+repo, "cfs.host_link=auto")
+	_, ext := putHostSharingLayer(t, store)
+	d := fsverity.DigestBytes(content)
+	if !sharesInodeWithRepo(t, ext.Objects().Path(d), repo) {
+		t.Fatal("the damaged host object was not linked: lookups read host objects after all?")
+	}
+	rep, err := ext.Objects().Fsck(context.Background(), dedup.FsckOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Corrupt) != 1 || rep.Corrupt[0].Digest != d {
+		t.Fatalf("store fsck corrupt objects %+v, want exactly the linked damaged one %s", rep.Corrupt, d)
+	}
 }
