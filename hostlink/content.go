@@ -14,8 +14,10 @@ import (
 const saveBatch = 256
 
 // LookupContent is Lookup for a caller that holds the content: size bytes
-// read from content, whose digest (IndexOptions.Hash) is digest. No host
-// object is read: for the candidates whose digest is not known it
+// read from content, whose digest (IndexOptions.Hash) is digest. No
+// regular file object is opened (only stat'ed and its xattrs read; a
+// bare-user symlink object's stored target is): for the candidates whose
+// digest is not known it
 // computes ostree's own checksum of content under each distinct file
 // header (owner, mode, xattrs) among them, and a candidate whose name is
 // that checksum holds content — the same proof ostree fsck checks. A
