@@ -155,8 +155,10 @@ func (in *Ingest) insert(ctx context.Context, r io.Reader, opts InsertOptions) (
 		if err != nil {
 			return o, err
 		}
-		if lo, ok := in.tryAlternate(ctx, o, bytes.NewReader(buf[:n]), opts); ok {
-			return lo, nil
+		if opts.Alternate != nil { // (a reader for it costs an allocation)
+			if lo, ok := in.tryAlternate(ctx, o, bytes.NewReader(buf[:n]), opts); ok {
+				return lo, nil
+			}
 		}
 		return in.finish(ctx, o, nil, buf[:n], LinkWritten)
 	}
