@@ -193,10 +193,12 @@ func (d *core) stack(ctx context.Context, parent string, diff *tree.Tree) (*tree
 
 // flatTree returns the merged tree of the sealed layer id and its chain,
 // from the cached flattened image, building (and caching) it first if
-// needed.
+// needed: then the tree just written is returned as it is, so that
+// flattening a chain reads no image it has just written.
 func (d *core) flatTree(ctx context.Context, id string) (*tree.Tree, error) {
-	if err := d.ensureFlat(ctx, id); err != nil {
-		return nil, err
+	built, err := d.buildFlat(ctx, id)
+	if err != nil || built != nil {
+		return built, err
 	}
 	t, err := readImage(d.flatImage(id))
 	if err != nil {
@@ -206,27 +208,35 @@ func (d *core) flatTree(ctx context.Context, id string) (*tree.Tree, error) {
 }
 
 // ensureFlat builds the flattened image of the sealed layer id unless it
-// is cached. Images are written to a temporary name and renamed, and the
-// writer is deterministic, so concurrent builders agree.
+// is cached.
 func (d *core) ensureFlat(ctx context.Context, id string) error {
+	_, err := d.buildFlat(ctx, id)
+	return err
+}
+
+// buildFlat builds the flattened image of the sealed layer id unless it
+// is cached, and returns the tree it wrote (nil when the image was
+// cached). Images are written to a temporary name and renamed, and the
+// writer is deterministic, so concurrent builders agree.
+func (d *core) buildFlat(ctx context.Context, id string) (*tree.Tree, error) {
 	if _, err := os.Stat(d.flatImage(id)); err == nil {
-		return nil
+		return nil, nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("cfs: layer %s: %w", id, err)
+		return nil, fmt.Errorf("cfs: layer %s: %w", id, err)
 	}
 	if err := d.seal(ctx, id); err != nil {
-		return err
+		return nil, err
 	}
 	diff, m, err := d.diffTree(ctx, id, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	flat, err := d.stack(ctx, m.Parent, diff)
 	if err != nil {
-		return fmt.Errorf("cfs: flatten %s: %w", id, err)
+		return nil, fmt.Errorf("cfs: flatten %s: %w", id, err)
 	}
 	if err := writeImage(d.flatImage(id), flat); err != nil {
-		return fmt.Errorf("cfs: flatten %s: %w", id, err)
+		return nil, fmt.Errorf("cfs: flatten %s: %w", id, err)
 	}
-	return nil
+	return flat, nil
 }

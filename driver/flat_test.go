@@ -1,0 +1,81 @@
+package driver
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/cfs-storage/cfs-storage/tests/tarfix"
+)
+
+// flatChain is a layer chain with what flattening must get right: files
+// replaced and deleted, whiteouts, an opaque directory, hard links (one
+// broken by a later layer replacing one of its names), symlinks, devices,
+// xattrs, modes and owners, inline and external contents.
+func flatChain(t *testing.T) [][]byte {
+	big := func(s string) string { return strings.Repeat(s, 300) }
+	return [][]byte{
+		mustTar(t,
+			tarfix.Dir("etc/"), tarfix.Dir("usr/"), tarfix.Dir("usr/lib/"), tarfix.Dir("var/"), tarfix.Dir("var/cache/"),
+			tarfix.File("etc/hostname", "base\n"), tarfix.FileMode("etc/shadow", "root:*:1::::::\n", 0o640, 0, 42),
+			tarfix.File("usr/lib/liba.so", big("liba ")), tarfix.Hardlink("usr/lib/liba.so.1", "usr/lib/liba.so"),
+			tarfix.Symlink("usr/lib/libb.so", "liba.so"), tarfix.File("var/cache/old", big("old cache ")),
+			tarfix.WithXattrs(tarfix.File("usr/lib/caps", "x"), "security.capability", "\x01\x00\x00\x02"),
+			tarfix.Device("dev-null", '3', 1, 3),
+		),
+		mustTar(t,
+			tarfix.Dir("etc/"), tarfix.File("etc/hostname", "second\n"), tarfix.Whiteout("etc/", "shadow"),
+			tarfix.Dir("var/"), tarfix.Dir("var/cache/"), tarfix.Opaque("var/cache/"), tarfix.File("var/cache/new", big("new cache ")),
+			tarfix.Dir("usr/"), tarfix.Dir("usr/lib/"), tarfix.File("usr/lib/liba.so", big("liba v2 ")),
+		),
+		mustTar(t,
+			tarfix.Dir("opt/"), tarfix.FileMode("opt/tool", big("tool "), 0o4755, 1000, 1000),
+			tarfix.Hardlink("opt/tool-link", "opt/tool"), tarfix.Whiteout("", "dev-null"),
+		),
+		mustTar(t, tarfix.Dir("etc/"), tarfix.File("etc/motd", "hello\n"), tarfix.Whiteout("usr/lib/", "libb.so")),
+	}
+}
+
+// Flattening a whole chain at once (the first mount of its top layer)
+// writes the same images, byte for byte, as flattening it one layer at a
+// time (each parent's image written, then read back for its child).
+func TestFlatChainAtOnceEqualsLayerByLayer(t *testing.T) {
+	ctx := context.Background()
+	chain := flatChain(t)
+	build := func(stepwise bool) [][]byte {
+		c := newTestCore(t)
+		parent := ""
+		var ids []string
+		for i, tarball := range chain {
+			id := fmt.Sprintf("l%d", i)
+			applyLayer(t, c, id, parent, tarball)
+			if stepwise {
+				if err := c.ensureFlat(ctx, id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ids, parent = append(ids, id), id
+		}
+		if err := c.ensureFlat(ctx, parent); err != nil {
+			t.Fatal(err)
+		}
+		var images [][]byte
+		for _, id := range ids {
+			data, err := os.ReadFile(c.flatImage(id))
+			if err != nil {
+				t.Fatalf("flattened image of %s: %v", id, err)
+			}
+			images = append(images, data)
+		}
+		return images
+	}
+	atOnce, stepwise := build(false), build(true)
+	for i := range atOnce {
+		if !bytes.Equal(atOnce[i], stepwise[i]) {
+			t.Errorf("layer %d: flattened at once (%d bytes) differs from layer by layer (%d bytes)", i, len(atOnce[i]), len(stepwise[i]))
+		}
+	}
+}
