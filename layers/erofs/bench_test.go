@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cfs-storage/cfs-storage/layers/dumpfile"
+	"github.com/cfs-storage/cfs-storage/tests/testutil"
 )
 
 // BenchmarkBuildImage builds the image of the 64,246-entry
@@ -25,7 +26,7 @@ func BenchmarkBuildImage(b *testing.B) {
 	var dump []byte
 	for _, c := range corpusCases(b) {
 		if c.name == "cs9-x86_64-developer.dump.gz" {
-			dump = readDump(b, c.path)
+			dump = testutil.ReadCorpusFile(b, c.path)
 		}
 	}
 	if dump == nil {
@@ -134,7 +135,7 @@ func BenchmarkReadTree(b *testing.B) {
 	var dump []byte
 	for _, c := range corpusCases(b) {
 		if c.name == "cs9-x86_64-developer.dump.gz" {
-			dump = readDump(b, c.path)
+			dump = testutil.ReadCorpusFile(b, c.path)
 		}
 	}
 	img, _, err := buildImage(dump, true, DefaultOptions())

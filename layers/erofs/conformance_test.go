@@ -2,11 +2,9 @@ package erofs
 
 import (
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/cfs-storage/cfs-storage/layers/dumpfile"
 	"github.com/cfs-storage/cfs-storage/layers/tree"
+	"github.com/cfs-storage/cfs-storage/tests/testutil"
 )
 
 // corpusDir returns the conformance corpus directory, /work/shared/… seen
@@ -84,24 +83,6 @@ func corpusCases(t testing.TB) []corpusCase {
 	return cases
 }
 
-func readDump(t testing.TB, path string) []byte {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.HasSuffix(path, ".gz") {
-		zr, err := gzip.NewReader(bytes.NewReader(data))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if data, err = io.ReadAll(zr); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return data
-}
-
 func (c corpusCase) options() Options {
 	if c.version < 0 {
 		return DefaultOptions()
@@ -125,7 +106,7 @@ func buildImage(dump []byte, strict bool, opts Options) ([]byte, *tree.Tree, err
 func TestConformance(t *testing.T) {
 	for _, c := range corpusCases(t) {
 		t.Run(c.name, func(t *testing.T) {
-			dump := readDump(t, c.path)
+			dump := testutil.ReadCorpusFile(t, c.path)
 			if c.sha256 == "" {
 				for _, strict := range []bool{false, true} {
 					_, _, err := buildImage(dump, strict, c.options())

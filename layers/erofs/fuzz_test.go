@@ -6,6 +6,8 @@ import (
 	"io"
 	"io/fs"
 	"testing"
+
+	"github.com/cfs-storage/cfs-storage/tests/testutil"
 )
 
 // FuzzOpen feeds arbitrary bytes to the reader: Open, the composefs tree
@@ -17,7 +19,7 @@ func FuzzOpen(f *testing.F) {
 		if c.sha256 == "" {
 			continue
 		}
-		dump := readDump(f, c.path)
+		dump := testutil.ReadCorpusFile(f, c.path)
 		if len(dump) > 64<<10 {
 			continue
 		}

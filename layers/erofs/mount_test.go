@@ -429,7 +429,7 @@ func TestFsckImages(t *testing.T) {
 	}
 	for _, c := range corpusCases(t) {
 		if c.sha256 != "" {
-			check(c.name, readDump(t, c.path), c.strict, c.options())
+			check(c.name, testutil.ReadCorpusFile(t, c.path), c.strict, c.options())
 		}
 	}
 	for _, ex := range specExamples() {
@@ -452,7 +452,7 @@ func TestKernelReadsCorpusImages(t *testing.T) {
 		}
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
-			img, _, err := buildImage(readDump(t, c.path), c.strict, c.options())
+			img, _, err := buildImage(testutil.ReadCorpusFile(t, c.path), c.strict, c.options())
 			if err != nil {
 				t.Fatal(err)
 			}

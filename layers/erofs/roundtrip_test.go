@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/cfs-storage/cfs-storage/layers/dumpfile"
+	"github.com/cfs-storage/cfs-storage/tests/testutil"
 )
 
 // imageDump opens an image and prints its composefs view.
@@ -39,7 +40,7 @@ func TestRoundTrip(t *testing.T) {
 	var cases []rt
 	for _, c := range corpusCases(t) {
 		if c.sha256 != "" {
-			cases = append(cases, rt{c.name, readDump(t, c.path), c.strict, c.options()})
+			cases = append(cases, rt{c.name, testutil.ReadCorpusFile(t, c.path), c.strict, c.options()})
 		}
 	}
 	for _, ex := range specExamples() {

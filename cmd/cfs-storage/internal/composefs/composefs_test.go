@@ -2,11 +2,9 @@ package composefs
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -46,19 +44,7 @@ func run(t *testing.T, name string, args ...string) (string, error) {
 // plainDump writes the corpus file (gunzipped) to a temp file.
 func plainDump(t *testing.T, path string) string {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.HasSuffix(path, ".gz") {
-		zr, err := gzip.NewReader(bytes.NewReader(data))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if data, err = io.ReadAll(zr); err != nil {
-			t.Fatal(err)
-		}
-	}
+	data := testutil.ReadCorpusFile(t, path)
 	p := filepath.Join(t.TempDir(), strings.TrimSuffix(filepath.Base(path), ".gz"))
 	if err := os.WriteFile(p, data, 0o644); err != nil {
 		t.Fatal(err)
