@@ -134,6 +134,15 @@ func (u *upperReader) fillFromLower(n *tree.Node, lowerPath string) error {
 	return nil
 }
 
+// lowerIsDir reports whether the lower tree has a directory at p.
+func (u *upperReader) lowerIsDir(p string) bool {
+	if u.lower == nil {
+		return false
+	}
+	n, err := u.lower.Lookup(p)
+	return err == nil && n.IsDir()
+}
+
 func (u *upperReader) lookupLower(p string) (*tree.Node, error) {
 	if u.lower == nil {
 		return nil, fmt.Errorf("no lower layer to find %s in", p)
@@ -161,7 +170,14 @@ func (u *upperReader) node(ctx context.Context, p, lowerPath string) (*tree.Node
 	for _, x := range xattrs {
 		switch {
 		case x.Name == OpaqueXattr && string(x.Value) == "y" && n.IsDir():
-			n.SetXattr(OpaqueXattr, x.Value)
+			// Overlayfs marks new directories opaque even where nothing
+			// lies below; the layer keeps the mark only where it hides a
+			// lower directory, so its diff carries no needless
+			// .wh..wh..opq markers (which would hide content when the
+			// layer is applied on another base).
+			if u.lowerIsDir(lowerPath) {
+				n.SetXattr(OpaqueXattr, x.Value)
+			}
 		case !strings.HasPrefix(x.Name, overlayPrefix):
 			n.SetXattr(x.Name, x.Value)
 		}

@@ -67,6 +67,9 @@ func TestFromUpperRealOverlay(t *testing.T) {
 	must(t, os.WriteFile(in("renamed/added"), []byte("added after rename"), 0o644))
 	must(t, os.Symlink("etc/new", in("link")))
 	must(t, unix.Mkfifo(in("fifo"), 0o600))
+	must(t, os.MkdirAll(in("newdir/sub"), 0o755)) // nothing below: no opaque mark in the diff
+	must(t, os.WriteFile(in("newdir/sub/f"), []byte("f"), 0o644))
+	must(t, os.Mkdir(in("etc/newsub"), 0o755))
 	if v, err := getXattrOK(filepath.Join(upper, "etc/big.conf"), metacopyXattr); err != nil {
 		t.Fatalf("chmod did not leave a metacopy upper file (%v, %q): the test no longer covers metacopy", err, v)
 	}
@@ -83,6 +86,15 @@ func TestFromUpperRealOverlay(t *testing.T) {
 	}
 	if wh, err := diff.Lookup("etc/rm-me"); err != nil || !wh.IsWhiteout() {
 		t.Errorf("deleted file is not a whiteout in the layer tree: %v", err)
+	}
+	for p, opaque := range map[string]bool{"opq": true, "newdir": false, "newdir/sub": false, "etc/newsub": false} {
+		n, err := diff.Lookup(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, got := n.Xattr(OpaqueXattr); got != opaque {
+			t.Errorf("%s: opaque in the layer tree = %v, want %v (a mark belongs only where a lower directory is hidden)", p, got, opaque)
+		}
 	}
 	got := lower.Clone()
 	if err := Merge(got, diff); err != nil {
