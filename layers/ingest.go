@@ -192,20 +192,57 @@ func (in *ingester) entry(ctx context.Context, hdr *tar.Header, r io.Reader) err
 // place puts n at p, creating missing parent directories. A directory
 // entry over an existing directory updates its metadata and keeps its
 // entries; any other existing entry is replaced, as tar extraction does.
+//
+// A whiteout applies to lower layers only (OCI image-spec, layer.md): a
+// directory this layer puts where it whited out a name hides the lower
+// directory's entries, so it is opaque.
 func (in *ingester) place(name, p string, n *tree.Node) error {
 	dir, base := path.Split(p)
-	parent, err := in.t.Mkdir(dir)
+	parent, err := in.mkdirAll(dir)
 	if err != nil {
 		return fmt.Errorf("%w: entry %q: parent directory: %w", ErrInvalidTar, name, err)
 	}
-	if old := parent.Child(base); old != nil && old.IsDir() && n.IsDir() {
+	old := parent.Child(base)
+	if old != nil && old.IsDir() && n.IsDir() {
 		setDirMeta(old, n)
 		return nil
+	}
+	if old != nil && old.IsWhiteout() && n.IsDir() {
+		n.SetXattr(OpaqueXattr, []byte("y"))
+		n.SortXattrs()
 	}
 	if err := parent.Put(tree.Dirent{Name: base, Node: n}); err != nil {
 		return fmt.Errorf("%w: entry %q: %w", ErrInvalidTar, name, err)
 	}
 	return nil
+}
+
+// mkdirAll returns the directory at dir, creating missing parents. A
+// parent this layer whited out becomes an opaque directory: the whiteout
+// hid the lower entry, the layer's own entries below it stay.
+func (in *ingester) mkdirAll(dir string) (*tree.Node, error) {
+	parts := tree.SplitPath(dir)
+	n := in.t.Root
+	for i, name := range parts {
+		c := n.Child(name)
+		if c == nil {
+			break
+		}
+		if c.IsWhiteout() {
+			n.Unlink(name)
+			d, err := in.t.Mkdir(strings.Join(parts[:i+1], "/"))
+			if err != nil {
+				return nil, err
+			}
+			d.SetXattr(OpaqueXattr, []byte("y"))
+			c = d
+		}
+		if !c.IsDir() {
+			break
+		}
+		n = c
+	}
+	return in.t.Mkdir(dir)
 }
 
 // setDirMeta copies dir metadata from src onto dst, keeping dst's entries
@@ -242,6 +279,12 @@ func (in *ingester) whiteout(hdr *tar.Header, dir, base string) error {
 	name := strings.TrimPrefix(base, WhiteoutPrefix)
 	if err := tree.CheckName(name); err != nil {
 		return fmt.Errorf("%w: whiteout %q: %w", ErrInvalidTar, hdr.Name, err)
+	}
+	if old := parent.Child(name); old != nil && !old.IsWhiteout() {
+		// A whiteout hides lower layers only, never what its own layer
+		// added (OCI image-spec); such a layer could not be exported
+		// again as it was pulled. Refused, as the overlay driver does.
+		return fmt.Errorf("%w: whiteout %q: %q was added earlier in the same layer, and a whiteout applies only to lower layers", ErrInvalidTar, hdr.Name, path.Join(dir, name))
 	}
 	wh := &tree.Node{Mode: tree.TypeChar, Nlink: 1, Mtime: timeOf(hdr)}
 	if err := parent.Put(tree.Dirent{Name: name, Node: wh}); err != nil {

@@ -298,3 +298,61 @@ type failingContents struct{}
 func (failingContents) Put(ctx context.Context, r io.Reader, size int64) (Object, error) {
 	return Object{}, errors.New("disk full")
 }
+
+// TestIngestWhiteoutThenSameDir: a layer that whites out a directory and
+// then puts a directory of the same name (with or without an entry of
+// its own) shows only its own entries there: whiteouts apply to lower
+// layers, so the new directory hides the lower one's entries.
+func TestIngestWhiteoutThenSameDir(t *testing.T) {
+	for name, entries := range map[string][]entry{
+		"dir entry":    {reg(".wh.w", ""), dir("w/"), reg("w/new", "n")},
+		"implied dir":  {reg(".wh.w", ""), reg("w/new", "n")},
+		"nested whout": {reg("a/.wh.w", ""), reg("a/w/new", "n")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			m := newMemContents()
+			prefix := ""
+			if name == "nested whout" {
+				prefix = "a/"
+			}
+			lower := ingest(t, m, dir(prefix+"w/"), reg(prefix+"w/old", "o"))
+			layer := ingest(t, m, entries...)
+			w, err := layer.Lookup(prefix + "w")
+			if err != nil || !w.IsDir() || !isOpaque(w) {
+				t.Fatalf("%sw in the layer: %v, dir %v, opaque %v; want an opaque directory", prefix, err, w != nil && w.IsDir(), w != nil && isOpaque(w))
+			}
+			if err := Merge(lower, layer); err != nil {
+				t.Fatal(err)
+			}
+			got, _ := lower.Lookup(prefix + "w")
+			var names []string
+			for _, e := range got.Entries() {
+				names = append(names, e.Name)
+			}
+			if strings.Join(names, ",") != "new" {
+				t.Errorf("merged %sw holds %v, want [new] only", prefix, names)
+			}
+		})
+	}
+}
+
+// TestIngestWhiteoutOfOwnEntryRefused: a whiteout naming what the same
+// layer added earlier cannot be exported again as pulled; it is refused
+// with an error naming the path, as the overlay driver refuses it.
+func TestIngestWhiteoutOfOwnEntryRefused(t *testing.T) {
+	for name, entries := range map[string][]entry{
+		"file under whited-out dir": {dir("w2/"), reg("w2/new", "n"), reg(".wh.w2", "")},
+		"implied dir whited out":    {reg("w2/new", "n"), reg(".wh.w2", "")},
+		"hard link to whited-out":   {reg("t", "target content"), hardlink("l", "t"), reg(".wh.t", "")},
+		"file whited out":           {reg("t", "x"), reg(".wh.t", "")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, _, err := Ingest(context.Background(), bytes.NewReader(mkTar(t, entries...)), newMemContents(), IngestOptions{InlineLimit: 8})
+			if !errors.Is(err, ErrInvalidTar) || !strings.Contains(err.Error(), "same layer") {
+				t.Fatalf("Ingest = %v, want ErrInvalidTar about the same layer", err)
+			}
+		})
+	}
+	// Whiting out a name twice, or a lower name, stays accepted.
+	ingest(t, newMemContents(), reg(".wh.x", ""), reg(".wh.x", ""), reg("d/.wh.y", ""))
+}

@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	storage "go.podman.io/storage"
+	"go.podman.io/storage/pkg/archive"
 
 	"github.com/cfs-storage/cfs-storage/driver"
 	"github.com/cfs-storage/cfs-storage/tests/tarfix"
@@ -123,6 +125,10 @@ func TestHostileLayers(t *testing.T) {
 			if err != nil {
 				t.Fatalf("valid layer refused: %v", err)
 			}
+			// Every layer the driver accepts exports again as it came.
+			if got := diffBytes(t, store, layer.ID); !bytes.Equal(got, tc.tar(outside)) {
+				t.Errorf("the layer's Diff (%d bytes) differs from the tar it was made from", len(got))
+			}
 			if tc.check != nil {
 				_, root, unmount := mountNewContainer(t, store, layer.ID)
 				tc.check(t, root)
@@ -154,4 +160,62 @@ func checkStoreClean(t *testing.T, store storage.Store) {
 	if problems, err := ext.CheckImages(context.Background(), false); err != nil || len(problems) > 0 {
 		t.Fatalf("image check: %v %+v", err, problems)
 	}
+}
+
+// diffBytes returns the uncompressed Diff of layer.
+func diffBytes(t *testing.T, store storage.Store, layer string) []byte {
+	uncompressed := archive.Uncompressed
+	t.Helper()
+	rc, err := store.Diff("", layer, &storage.DiffOptions{Compression: &uncompressed})
+	if err != nil {
+		t.Fatalf("diff %s: %v", layer, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("diff %s: %v", layer, err)
+	}
+	return b
+}
+
+// TestSameLayerWhiteouts: whiteouts apply to lower layers only (OCI).
+// A layer that whites out a directory and puts it again shows only its
+// own entries there, as vfs does, and exports byte for byte; a layer
+// that whites out what it added itself is refused, as overlay refuses it.
+func TestSameLayerWhiteouts(t *testing.T) {
+	testutil.RequireRoot(t)
+	base := tarOf(tarfix.Dir("w/"), tarfix.File("w/old", "old"), tarfix.Dir("w2/"), tarfix.File("w2/x", "x"))("")
+	recreate := tarOf(tarfix.Whiteout("", "w"), tarfix.Dir("w/"), tarfix.File("w/new", "new"))("")
+	for _, drv := range []string{"cfs", "vfs"} {
+		t.Run(drv, func(t *testing.T) {
+			store := openStore(t, drv)
+			lower := putLayers(t, store, "", base)
+			top := putLayers(t, store, lower, recreate)
+			_, root, unmount := mountNewContainer(t, store, top)
+			entries, err := os.ReadDir(filepath.Join(root, "w"))
+			unmount()
+			if err != nil || len(entries) != 1 || entries[0].Name() != "new" {
+				t.Fatalf("w after whiteout + re-created dir: %v %v, want [new] only", entries, err)
+			}
+			if got := diffBytes(t, store, top); !bytes.Equal(got, recreate) {
+				t.Errorf("Diff of the layer differs from its tar")
+			}
+		})
+	}
+	store := openStore(t, "cfs")
+	lower := putLayers(t, store, "", base)
+	for name, tarball := range map[string][]byte{
+		"file under a whited-out dir": tarOf(tarfix.File("w2/new", "n"), tarfix.Whiteout("", "w2"))(""),
+		"hard link to a whited-out":   tarOf(tarfix.File("u", "some content to link"), tarfix.Hardlink("l", "u"), tarfix.Whiteout("", "u"))(""),
+	} {
+		t.Run(name, func(t *testing.T) {
+			before, _ := store.Layers()
+			_, _, err := store.PutLayer("", lower, nil, "", false, nil, bytes.NewReader(tarball))
+			after, _ := store.Layers()
+			if err == nil || !strings.Contains(err.Error(), "same layer") || len(after) != len(before) {
+				t.Fatalf("PutLayer = %v (layers %d → %d), want a refusal naming the same-layer whiteout", err, len(before), len(after))
+			}
+		})
+	}
+	checkStoreClean(t, store)
 }
