@@ -126,7 +126,16 @@ func (d *core) recover() error {
 	for _, id := range ids {
 		removeTemps(d.layerDir(id))
 		m, err := d.readMeta(id)
-		if err == nil && m.Sealed && !d.mountedElsewhere(id) {
+		switch {
+		case err != nil || !m.Sealed || d.mountedElsewhere(id):
+		case m.Upper:
+			// Changes made through a writable mount that a crash kept
+			// from being folded in: fold them now (folding is
+			// idempotent, should it have been under way).
+			if err := d.foldUpper(context.Background(), id); err != nil {
+				return fmt.Errorf("cfs: recover: %w", err)
+			}
+		default:
 			os.RemoveAll(d.upperDir(id))
 			os.RemoveAll(d.workDir(id))
 		}
@@ -419,13 +428,16 @@ func (d *core) remove(id string) (func() error, error) {
 		return func() error { return nil }, fmt.Errorf("cfs: remove %s: %w", id, err)
 	}
 	cleanup := func() error { return os.RemoveAll(trash) }
-	if err := os.Rename(d.layerDir(id), filepath.Join(trash, "layer")); err != nil {
-		return cleanup, fmt.Errorf("cfs: remove %s: %w", id, err)
-	}
+	// The flattened image goes first: a crash before the layer goes
+	// leaves a layer whose image is rebuilt when needed, never an image
+	// without its layer.
 	for i, p := range []string{d.flatImage(id), d.flatImage(id) + digestSuffix} {
 		if err := os.Rename(p, filepath.Join(trash, fmt.Sprintf("image%d", i))); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return cleanup, fmt.Errorf("cfs: remove %s: %w", id, err)
 		}
+	}
+	if err := os.Rename(d.layerDir(id), filepath.Join(trash, "layer")); err != nil {
+		return cleanup, fmt.Errorf("cfs: remove %s: %w", id, err)
 	}
 	// A layer that was never sealed (a container's) registered no refs,
 	// and its removal frees no object: no collection needed for it.

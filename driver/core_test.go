@@ -181,8 +181,8 @@ func TestOneMountPerContainer(t *testing.T) {
 	}
 	// The EROFS mount is detached: the overlay is the one mount in the
 	// table, its lower the EROFS mount (by descriptor) and the objects.
-	if len(ours) != 1 || !strings.Contains(ours[0], " - overlay ") || !strings.Contains(ours[0], "lowerdir=/proc/self/fd/") ||
-		!strings.Contains(ours[0], "::"+c.objects.ObjectsDir()) {
+	if len(ours) != 1 || !strings.Contains(ours[0], " - overlay ") || !strings.Contains(ours[0], "lowerdir+=/proc/self/fd/") ||
+		!strings.Contains(ours[0], "datadir+="+c.objects.ObjectsDir()) {
 		t.Fatalf("container on 20 layers: want one overlay over a detached EROFS mount and the objects, got:\n%s", strings.Join(ours, "\n"))
 	}
 	for _, line := range strings.Split(string(data), "\n") {

@@ -33,6 +33,10 @@ type layerMeta struct {
 	// Container is true for layers made by CreateReadWrite: they are
 	// sealed only when another layer is created on them.
 	Container bool `json:"container,omitempty"`
+	// Upper is true while a sealed layer has an overlay upper directory
+	// of changes made through a writable mount (Get without "ro") that
+	// are not yet folded into its diff image; the last Put folds them.
+	Upper bool `json:"upper,omitempty"`
 }
 
 func (d *core) layerDir(id string) string { return filepath.Join(d.home, "layers", id) }

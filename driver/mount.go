@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
-	"strings"
 
-	"github.com/opencontainers/selinux/go-selinux/label"
 	"golang.org/x/sys/unix"
 )
 
@@ -49,6 +48,9 @@ func (d *core) get(ctx context.Context, id string, opts mountOptions) (string, e
 	case m.Sealed:
 		image = d.flatImage(id)
 		err = d.ensureFlat(ctx, id)
+		if err == nil && !opts.ReadOnly && !m.Upper {
+			m, err = d.openUpper(id, m)
+		}
 	case m.Parent != "":
 		image = d.flatImage(m.Parent)
 		err = d.ensureFlat(ctx, m.Parent)
@@ -79,7 +81,13 @@ func (d *core) mount(id string, m layerMeta, image string, opts mountOptions) er
 	if err := os.MkdirAll(merged, 0o700); err != nil {
 		return err
 	}
-	lower := filepath.Join(d.home, "empty")
+	flags, extra := splitMountOptions(append(slices.Clone(d.opts.MountOpts), opts.Extra...))
+	spec := overlaySpec{
+		Lower:   filepath.Join(d.home, "empty"),
+		Options: append([]string{"metacopy=on", "redirect_dir=on"}, extra...),
+		Flags:   flags,
+		Label:   opts.MountLabel,
+	}
 	if image != "" {
 		// The EROFS mount is detached (in no mount table) and named to
 		// overlay through our descriptor; it goes away with the overlay.
@@ -88,42 +96,47 @@ func (d *core) mount(id string, m layerMeta, image string, opts mountOptions) er
 			return err
 		}
 		defer unix.Close(fd)
-		lower = "/proc/self/fd/" + strconv.Itoa(fd) + "::" + d.objects.ObjectsDir()
-	} else if err := os.MkdirAll(lower, 0o755); err != nil {
+		spec.Lower, spec.Data = "/proc/self/fd/"+strconv.Itoa(fd), d.objects.ObjectsDir()
+	} else if err := os.MkdirAll(spec.Lower, 0o755); err != nil {
 		return err
 	}
-	data := []string{"lowerdir=" + lower, "metacopy=on", "redirect_dir=on"}
-	var flags uintptr
-	if m.Sealed || opts.ReadOnly {
-		flags |= unix.MS_RDONLY
+	hasUpper := !m.Sealed || m.Upper
+	if !hasUpper || opts.ReadOnly {
+		spec.Flags |= unix.MS_RDONLY
 	}
-	if !m.Sealed {
-		data = append(data, "upperdir="+d.upperDir(id), "workdir="+d.workDir(id))
+	if hasUpper {
+		// A volatile mount leaves work/work/incompat/volatile behind, and
+		// the kernel refuses the next mount while it is there; remove it
+		// first, as c/storage's overlay driver does.
+		if err := os.RemoveAll(filepath.Join(d.workDir(id), "work", "incompat", "volatile")); err != nil {
+			return fmt.Errorf("remove the volatile marker: %w", err)
+		}
+		spec.Upper, spec.Work = d.upperDir(id), d.workDir(id)
 		if opts.Volatile {
-			data = append(data, "volatile")
+			spec.Options = append(spec.Options, "volatile")
 		}
 	}
-	data = append(data, d.opts.MountOpts...)
-	data = append(data, opts.Extra...)
-	joined := label.FormatMountLabel(strings.Join(data, ","), opts.MountLabel)
-	if err := unix.Mount("overlay", merged, "overlay", flags, joined); err != nil {
-		return fmt.Errorf("mount overlay -o %s: %w", joined, err)
-	}
-	return nil
+	return mountOverlay(merged, spec)
 }
 
-// put releases one get of id; the last one unmounts. A layer mounted by
-// another process (not counted here) is unmounted too.
+// put releases one get of id; the last one unmounts, and folds what a
+// writable mount of a sealed layer changed into the layer. A layer
+// mounted by another process (not counted here) is unmounted too.
 func (d *core) put(id string) error {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if st, ok := d.mounts[id]; ok {
 		st.count--
 		if st.count > 0 {
+			d.mu.Unlock()
 			return nil
 		}
 	}
-	return d.unmountLocked(id)
+	err := d.unmountLocked(id)
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return d.foldUpper(context.Background(), id)
 }
 
 // unmountAll unmounts id whatever its count (for removal).
@@ -142,7 +155,7 @@ func (d *core) unmountLocked(id string) error {
 			return fmt.Errorf("cfs: unmount %s: %w", dir, err)
 		}
 	}
-	if m, err := d.readMeta(id); err == nil && m.Sealed {
+	if m, err := d.readMeta(id); err == nil && m.Sealed && !m.Upper {
 		os.RemoveAll(d.upperDir(id))
 		os.RemoveAll(d.workDir(id))
 	}
