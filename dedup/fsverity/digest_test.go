@@ -14,7 +14,7 @@ import (
 )
 
 // vectors is the table at the end of
-// /work/shared/conformance/composefs/README.md (`fsverity digest` output).
+// testdata/conformance/composefs/README.md (`fsverity digest` output).
 var vectors = []struct {
 	name string
 	data []byte

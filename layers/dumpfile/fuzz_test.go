@@ -2,20 +2,22 @@ package dumpfile
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cfs-storage/cfs-storage/layers/tree"
+	"github.com/cfs-storage/cfs-storage/tests/testutil"
 )
 
 // FuzzParse feeds arbitrary text to the parser. Errors are fine; panics
 // are bugs. Whatever parses must print as a dump that parses (strictly)
 // back to a tree printing the same text.
 func FuzzParse(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join(corpusDir(f), "*.dump"))
-	for _, p := range files {
-		if data, err := os.ReadFile(p); err == nil && len(data) <= 64<<10 {
+	for _, c := range testutil.CorpusCases(f) {
+		if strings.HasSuffix(c.Name, ".gz") {
+			continue // the large trees: too slow as seeds
+		}
+		if data := testutil.ReadCorpusFile(f, c.Path); len(data) <= 64<<10 {
 			f.Add(data, false)
 			f.Add(data, true)
 		}
@@ -60,22 +62,4 @@ func hasDirLink(t *tree.Tree) bool {
 		return nil
 	})
 	return found
-}
-
-// corpusDir returns the conformance corpus directory seen from the
-// repository root's parent; missing, it fails in CI and skips elsewhere.
-func corpusDir(t testing.TB) string {
-	t.Helper()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(wd, "..", "..", "..", "shared", "conformance", "composefs")
-	if _, err := os.Stat(filepath.Join(dir, "README.md")); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("conformance corpus missing at %s: %v", dir, err)
-		}
-		t.Skipf("conformance corpus missing at %s: %v", dir, err)
-	}
-	return dir
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/cfs-storage/cfs-storage/tests/testutil"
 )
 
 const root = "/ 0 40755 2 0 0 0 0.0 - - -\n"
@@ -115,9 +117,14 @@ func TestParse(t *testing.T) {
 }
 
 func TestShouldFailCorpus(t *testing.T) {
-	files, err := filepathGlob(corpusDir(t), "should-fail-*.dump")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no should-fail files: %v", err)
+	var files []namedFile
+	for _, c := range testutil.CorpusCases(t) {
+		if c.ShouldFail() {
+			files = append(files, namedFile{c.Base(), testutil.ReadCorpusFile(t, c.Path)})
+		}
+	}
+	if len(files) == 0 {
+		t.Fatal("no should-fail files")
 	}
 	for _, f := range files {
 		t.Run(f.name, func(t *testing.T) {

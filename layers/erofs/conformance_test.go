@@ -5,10 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/cfs-storage/cfs-storage/layers/dumpfile"
@@ -16,27 +12,8 @@ import (
 	"github.com/cfs-storage/cfs-storage/tests/testutil"
 )
 
-// corpusDir returns the conformance corpus directory, /work/shared/… seen
-// from the repository root's parent. A missing corpus fails the test in CI
-// and skips it elsewhere.
-func corpusDir(t testing.TB) string {
-	t.Helper()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	repoRoot := filepath.Join(wd, "..", "..")
-	dir := filepath.Join(repoRoot, "..", "shared", "conformance", "composefs")
-	if _, err := os.Stat(filepath.Join(dir, "README.md")); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("conformance corpus missing at %s: %v", dir, err)
-		}
-		t.Skipf("conformance corpus missing at %s: %v", dir, err)
-	}
-	return dir
-}
-
-// corpusCase is one dumpfile of the corpus.
+// corpusCase is one dumpfile of the conformance corpus: the repository's
+// copy (testdata/conformance/composefs), plus newer cases of ../shared.
 type corpusCase struct {
 	name    string
 	path    string
@@ -46,39 +23,10 @@ type corpusCase struct {
 }
 
 func corpusCases(t testing.TB) []corpusCase {
-	dir := corpusDir(t)
-	files, err := filepath.Glob(filepath.Join(dir, "*.dump*"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var cases []corpusCase
-	for _, f := range files {
-		base := filepath.Base(f)
-		if strings.HasSuffix(base, ".sha256") || strings.HasSuffix(base, ".version") {
-			continue
-		}
-		c := corpusCase{name: base, path: f, version: -1}
-		if b, err := os.ReadFile(f + ".sha256"); err == nil {
-			c.sha256 = strings.TrimSpace(string(b))
-		} else if !strings.HasPrefix(base, "should-fail-") {
-			t.Fatalf("%s: no .sha256 and not a should-fail case", base)
-		}
-		if b, err := os.ReadFile(f + ".version"); err == nil {
-			v, err := strconv.Atoi(strings.TrimSpace(string(b)))
-			if err != nil {
-				t.Fatalf("%s.version: %v", base, err)
-			}
-			c.version = v
-		}
-		switch base {
-		case "no-newline.dump", "longlink.dump", "honggfuzz-longlink-unterminated.dump":
-		default:
-			c.strict = true
-		}
-		cases = append(cases, c)
-	}
-	if len(cases) == 0 {
-		t.Fatalf("no dumpfiles in %s", dir)
+	for _, c := range testutil.CorpusCases(t) {
+		cases = append(cases, corpusCase{name: c.Name, path: c.Path,
+			sha256: c.SHA256, version: c.Version, strict: c.Strict})
 	}
 	return cases
 }

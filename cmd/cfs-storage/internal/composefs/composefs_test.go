@@ -8,24 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/app"
 	"github.com/cfs-storage/cfs-storage/tests/testutil"
 )
-
-func corpus(t *testing.T) string {
-	t.Helper()
-	dir, err := filepath.Abs("../../../../../shared/conformance/composefs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(dir); err != nil {
-		t.Fatalf("conformance corpus missing (../shared beside the checkout): %v", err)
-	}
-	return dir
-}
 
 func run(t *testing.T, name string, args ...string) (string, error) {
 	t.Helper()
@@ -56,33 +45,30 @@ func plainDump(t *testing.T, path string) string {
 // reference runs, and checks each image's sha256; then dumps the image
 // with composefs-info, rebuilds from that dump and gets the same bytes.
 func TestMkcomposefsCorpus(t *testing.T) {
-	dir := corpus(t)
-	sums, _ := filepath.Glob(filepath.Join(dir, "*.sha256"))
-	if len(sums) < 10 {
-		t.Fatalf("only %d expected checksums in the corpus", len(sums))
-	}
-	lenient := map[string]bool{"no-newline.dump": true, "longlink.dump": true, "honggfuzz-longlink-unterminated.dump": true}
-	for _, sumFile := range sums {
-		name := strings.TrimSuffix(filepath.Base(sumFile), ".sha256")
-		t.Run(name, func(t *testing.T) {
-			want, _ := os.ReadFile(sumFile)
+	n := 0
+	for _, c := range testutil.CorpusCases(t) {
+		if c.ShouldFail() {
+			continue
+		}
+		n++
+		t.Run(c.Name, func(t *testing.T) {
 			args := []string{}
-			if v, err := os.ReadFile(filepath.Join(dir, name+".version")); err == nil {
-				ver := strings.TrimSpace(string(v))
+			if c.Version >= 0 {
+				ver := strconv.Itoa(c.Version)
 				args = append(args, "--min-version="+ver, "--max-version="+ver)
 			}
-			if lenient[strings.TrimSuffix(name, ".gz")] {
+			if !c.Strict {
 				t.Setenv("CFS_PARSE_STRICT", "0")
 			}
-			dump := plainDump(t, filepath.Join(dir, name))
+			dump := plainDump(t, c.Path)
 			img := filepath.Join(t.TempDir(), "image")
 			if _, err := run(t, "mkcomposefs", append(args, "--from-file", dump, img)...); err != nil {
 				t.Fatal(err)
 			}
 			data, _ := os.ReadFile(img)
 			sum := sha256.Sum256(data)
-			if got := hex.EncodeToString(sum[:]); got != strings.Fields(string(want))[0] {
-				t.Fatalf("image sha256 %s, want %s", got, strings.Fields(string(want))[0])
+			if got := hex.EncodeToString(sum[:]); got != c.SHA256 {
+				t.Fatalf("image sha256 %s, want %s", got, c.SHA256)
 			}
 			printed, err := run(t, "composefs-info", "dump", img)
 			if err != nil {
@@ -100,23 +86,30 @@ func TestMkcomposefsCorpus(t *testing.T) {
 			}
 		})
 	}
+	if n < 10 {
+		t.Fatalf("only %d expected checksums in the corpus", n)
+	}
 }
 
 func TestMkcomposefsRejects(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join(corpus(t), "should-fail-*.dump"))
-	if len(files) == 0 {
-		t.Fatal("no should-fail cases")
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
+	n := 0
+	for _, c := range testutil.CorpusCases(t) {
+		if !c.ShouldFail() {
+			continue
+		}
+		n++
+		t.Run(c.Name, func(t *testing.T) {
 			img := filepath.Join(t.TempDir(), "image")
-			if _, err := run(t, "mkcomposefs", "--from-file", f, img); err == nil {
+			if _, err := run(t, "mkcomposefs", "--from-file", plainDump(t, c.Path), img); err == nil {
 				t.Fatal("accepted")
 			}
 			if _, err := os.Stat(img); !os.IsNotExist(err) {
 				t.Fatalf("an image was left behind: %v", err)
 			}
 		})
+	}
+	if n == 0 {
+		t.Fatal("no should-fail cases")
 	}
 }
 
