@@ -205,13 +205,20 @@ func (p *plan) convertWhiteout(in, parent *inode) error {
 func (p *plan) rewriteDir(in *inode) error {
 	src := in.src.Entries()
 	in.ents = make([]dirent, 0, len(src)+2)
+	// "." and ".." take their own places in name order (§8.2): they are
+	// not always neighbours, since a name such as ".-x" or ".\x01" sorts
+	// between them. Tree names are never "." or "..".
 	dot := sort.Search(len(src), func(i int) bool { return src[i].Name >= "." })
+	dotdot := dot + sort.Search(len(src)-dot, func(i int) bool { return src[dot+i].Name >= ".." })
 	for _, e := range src[:dot] {
 		in.ents = append(in.ents, dirent{name: e.Name, node: e.Node, link: e.HardLink})
 	}
-	// Tree names are never "." or "..", which sort next to each other.
-	in.ents = append(in.ents, dirent{name: ".", in: in, link: true}, dirent{name: "..", in: in.parent, link: true})
-	for _, e := range src[dot:] {
+	in.ents = append(in.ents, dirent{name: ".", in: in, link: true})
+	for _, e := range src[dot:dotdot] {
+		in.ents = append(in.ents, dirent{name: e.Name, node: e.Node, link: e.HardLink})
+	}
+	in.ents = append(in.ents, dirent{name: "..", in: in.parent, link: true})
+	for _, e := range src[dotdot:] {
 		in.ents = append(in.ents, dirent{name: e.Name, node: e.Node, link: e.HardLink})
 	}
 	for i := range in.ents {
