@@ -30,8 +30,10 @@ func TestCheckImagesFindsDamage(t *testing.T) {
 	ctx := context.Background()
 	applyLayer(t, c, "base", "", mustTar(t, tarfix.File("f", strings.Repeat("base ", 100))))
 	applyLayer(t, c, "top", "base", mustTar(t, tarfix.File("g", strings.Repeat("top ", 100))))
-	if err := c.ensureFlat(ctx, "top"); err != nil {
-		t.Fatal(err)
+	for _, id := range []string{"base", "top"} {
+		if err := c.ensureFlat(ctx, id); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if p, err := c.CheckImages(ctx, false); err != nil || len(p) != 0 {
 		t.Fatalf("healthy store: %v %v", p, err)

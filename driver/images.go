@@ -192,51 +192,70 @@ func (d *core) stack(ctx context.Context, parent string, diff *tree.Tree) (*tree
 }
 
 // flatTree returns the merged tree of the sealed layer id and its chain,
-// from the cached flattened image, building (and caching) it first if
-// needed: then the tree just written is returned as it is, so that
-// flattening a chain reads no image it has just written.
+// writing nothing: the layer's cached flattened image, else the nearest
+// ancestor's with the diff images of the layers above it merged on
+// (from the empty tree where no ancestor has one). Sealing a layer on
+// the way is the one write (layers below a child are sealed already).
 func (d *core) flatTree(ctx context.Context, id string) (*tree.Tree, error) {
-	built, err := d.buildFlat(ctx, id)
-	if err != nil || built != nil {
-		return built, err
+	var above []string // layers with no cached image, top first
+	base := tree.New()
+	for cur := id; cur != ""; {
+		if t, err := readImage(d.flatImage(cur)); err == nil {
+			base = t
+			break
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("cfs: layer %s: flattened image: %w", cur, err)
+		}
+		if len(above) > maxChainDepth {
+			return nil, fmt.Errorf("cfs: layer %s: chain deeper than %d layers (damaged parent links?)", id, maxChainDepth)
+		}
+		if err := d.seal(ctx, cur); err != nil {
+			return nil, err
+		}
+		m, err := d.readMeta(cur)
+		if err != nil {
+			return nil, err
+		}
+		above, cur = append(above, cur), m.Parent
 	}
-	t, err := readImage(d.flatImage(id))
-	if err != nil {
-		return nil, fmt.Errorf("cfs: layer %s: flattened image: %w", id, err)
+	for i := len(above) - 1; i >= 0; i-- {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		diff, err := readImage(d.diffImage(above[i]))
+		if err != nil {
+			return nil, fmt.Errorf("cfs: layer %s: %w", above[i], err)
+		}
+		if err := layers.Merge(base, diff); err != nil {
+			return nil, fmt.Errorf("cfs: flatten %s: %w", above[i], err)
+		}
 	}
-	return t, nil
+	if len(above) > 0 {
+		layers.FixLinks(base)
+	}
+	return base, nil
 }
 
-// ensureFlat builds the flattened image of the sealed layer id unless it
-// is cached.
-func (d *core) ensureFlat(ctx context.Context, id string) error {
-	_, err := d.buildFlat(ctx, id)
-	return err
-}
+// maxChainDepth bounds a layer chain (c/storage's overlay allows 500
+// layers; far more than any image has).
+const maxChainDepth = 4096
 
-// buildFlat builds the flattened image of the sealed layer id unless it
-// is cached, and returns the tree it wrote (nil when the image was
-// cached). Images are written to a temporary name and renamed, and the
+// ensureFlat writes the flattened image of the sealed layer id unless it
+// is cached: the one image a mount of id needs, none for the layers
+// below. Images are written to a temporary name and renamed, and the
 // writer is deterministic, so concurrent builders agree.
-func (d *core) buildFlat(ctx context.Context, id string) (*tree.Tree, error) {
+func (d *core) ensureFlat(ctx context.Context, id string) error {
 	if _, err := os.Stat(d.flatImage(id)); err == nil {
-		return nil, nil
+		return nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("cfs: layer %s: %w", id, err)
+		return fmt.Errorf("cfs: layer %s: %w", id, err)
 	}
-	if err := d.seal(ctx, id); err != nil {
-		return nil, err
-	}
-	diff, m, err := d.diffTree(ctx, id, nil)
+	flat, err := d.flatTree(ctx, id)
 	if err != nil {
-		return nil, err
-	}
-	flat, err := d.stack(ctx, m.Parent, diff)
-	if err != nil {
-		return nil, fmt.Errorf("cfs: flatten %s: %w", id, err)
+		return err
 	}
 	if err := writeImage(d.flatImage(id), flat); err != nil {
-		return nil, fmt.Errorf("cfs: flatten %s: %w", id, err)
+		return fmt.Errorf("cfs: flatten %s: %w", id, err)
 	}
-	return flat, nil
+	return nil
 }
