@@ -175,7 +175,11 @@ func (in *Ingest) insert(ctx context.Context, r io.Reader, opts InsertOptions) (
 		return Object{}, err
 	}
 	defer tmp.discard()
-	if err := h.copyHashing(ctx, tmp.f, buf, *sp, r); err != nil {
+	sw := &sparseWriter{f: tmp.f}
+	if err := h.copyHashing(ctx, sw, buf, *sp, r); err != nil {
+		return Object{}, err
+	}
+	if err := sw.finish(); err != nil {
 		return Object{}, err
 	}
 	o, err := h.object(opts)

@@ -270,8 +270,12 @@ func (in *Ingest) cloneOrCopy(ctx context.Context, o Object, src *os.File, st *u
 	} else {
 		h := newHashers(false)
 		bp := s.bufs.Get().(*[]byte)
-		_, err := io.CopyBuffer(io.MultiWriter(tmp.f, h), ctxReader{ctx, io.NewSectionReader(src, 0, st.Size+1)}, *bp)
+		sw := &sparseWriter{f: tmp.f}
+		_, err := io.CopyBuffer(io.MultiWriter(sw, h), ctxReader{ctx, io.NewSectionReader(src, 0, st.Size+1)}, *bp)
 		s.bufs.Put(bp)
+		if err == nil {
+			err = sw.finish()
+		}
 		if err != nil {
 			return o, fmt.Errorf("copy: %w", err)
 		}
