@@ -4,18 +4,28 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 
 	"go.podman.io/storage/pkg/configfile"
+	"go.podman.io/storage/pkg/mount"
 	"go.podman.io/storage/pkg/unshare"
+	"golang.org/x/sys/unix"
 )
 
 // Options are the cfs driver's settings. They come, lowest precedence
 // first, from the [storage.options.cfs] table of storage.conf (found the
 // way containers/storage finds it, CONTAINERS_STORAGE_CONF included) and
-// from driver options ("cfs.KEY=VALUE" or "KEY=VALUE": podman's
+// from driver options ("KEY=VALUE" or "cfs.KEY=VALUE": podman's
 // --storage-opt, STORAGE_OPTS, graphdriver.Options.DriverOptions).
+//
+// containers/storage hands every driver the options of all drivers: a
+// storage.conf's [storage.options.overlay] table arrives as
+// "overlay.mountopt=…". As c/storage's own drivers do, cfs skips a key
+// whose prefix names another driver ("overlay.", "vfs.", …) and takes
+// unprefixed and "cfs."-prefixed keys as its own.
 type Options struct {
 	// InlineThreshold is the largest file content kept inside a layer's
 	// composefs image instead of the object store (key inline_threshold).
@@ -29,7 +39,16 @@ type Options struct {
 	// HostLink is how host objects are shared: auto, hardlink, reflink,
 	// copy or off (key host_link).
 	HostLink string
-	// MountOpts are extra overlay mount options (key mountopt).
+	// MountFlags are the mount flags of key mountopt (MS_NODEV for
+	// "nodev", MS_RDONLY for "ro", …), for every overlay mount.
+	MountFlags uintptr
+	// MountData are the other options of key mountopt, overlay's own
+	// ("metacopy=on", "volatile", …), for the mount's data string.
+	MountData []string
+	// MountOpts is key mountopt split at commas, flags and data mixed.
+	//
+	// Deprecated: use MountFlags and MountData; kept until driver/mount.go
+	// uses them.
 	MountOpts []string
 }
 
@@ -54,8 +73,15 @@ func ParseOptions(opts []string) (Options, error) {
 	if err != nil {
 		return o, err
 	}
-	for k, v := range conf {
-		if err := o.set(k, fmt.Sprint(v), "storage.conf [storage.options.cfs]"); err != nil {
+	// A TOML table has no order; sorted keys make a key given twice
+	// (verity and cfs.verity) resolve the same way every time.
+	keys := make([]string, 0, len(conf))
+	for k := range conf {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := o.set(k, fmt.Sprint(conf[k]), "storage.conf [storage.options.cfs]"); err != nil {
 			return o, err
 		}
 	}
@@ -71,9 +97,24 @@ func ParseOptions(opts []string) (Options, error) {
 	return o, nil
 }
 
-// set applies one option; from says where it came from, for errors.
+// knownKeys names the keys cfs itself uses, for the unknown-key error.
+const knownKeys = "inline_threshold, verity, host_repo, host_link, mountopt"
+
+// set applies one option; from says where it came from, for errors. A
+// later value of a key replaces an earlier one, mountopt included (as
+// overlay's mountopt does).
 func (o *Options) set(key, val, from string) error {
-	k := strings.TrimPrefix(strings.ToLower(strings.TrimSpace(key)), "cfs.")
+	k := strings.ToLower(strings.TrimSpace(key))
+	val = strings.TrimSpace(val)
+	if drv, name, ok := strings.Cut(k, "."); ok && drv != "" {
+		if drv != Name {
+			// Another driver's option (overlay.mountopt from Fedora's
+			// storage.conf, say): not ours, as overlay's parseOptions
+			// skips every prefix but its own.
+			return nil
+		}
+		k = name
+	}
 	bad := func(why string) error {
 		return fmt.Errorf("%w %s=%s (from %s): %s", ErrInvalidOption, key, val, from, why)
 	}
@@ -99,22 +140,130 @@ func (o *Options) set(key, val, from string) error {
 		}
 		o.HostLink = val
 	case "mountopt":
-		for _, m := range strings.Split(val, ",") {
-			if m = strings.TrimSpace(m); m != "" {
-				o.MountOpts = append(o.MountOpts, m)
-			}
+		flags, data, raw, err := parseMountOpt(val)
+		if err != nil {
+			return bad(err.Error())
 		}
-	case "imagestore", "additionallayerstore", "size", "mount_program", "force_mask":
-		if val != "" {
-			return bad("not supported by the cfs driver")
-		}
-	case "skip_mount_home", "ignore_chown_errors", "sync":
-		// Accepted for compatibility with storage.conf files written for
-		// other drivers; they have no effect on cfs.
+		o.MountFlags, o.MountData, o.MountOpts = flags, data, raw
 	default:
-		return bad("unknown option (known: inline_threshold, verity, host_repo, host_link, mountopt)")
+		return genericOption(k, val, bad)
 	}
 	return nil
+}
+
+// genericOption checks one of the options containers/storage passes to
+// every driver (from storage.conf's [storage.options] table, unprefixed,
+// or from --storage-opt): each is refused when set to what cfs cannot
+// do, and otherwise has no effect on cfs, for the reason given.
+func genericOption(k, val string, bad func(string) error) error {
+	isBool := func() error {
+		if _, err := strconv.ParseBool(val); err != nil {
+			return bad("want true or false")
+		}
+		return nil
+	}
+	switch k {
+	case "imagestore", "additionalimagestore":
+		// From additionalimagestores: read-only image stores.
+		if val != "" {
+			return bad("additional image stores are not supported by the cfs driver (yet)")
+		}
+	case "additionallayerstore":
+		if val != "" {
+			return bad("additional layer stores are not supported by the cfs driver")
+		}
+	case "size", "inodes":
+		if val != "" {
+			return bad("per-container size and inode quotas are not supported by the cfs driver")
+		}
+	case "mount_program":
+		if val != "" {
+			return bad("the cfs driver mounts with the kernel's EROFS and overlayfs; a mount program (fuse-overlayfs) is not supported")
+		}
+	case "force_mask":
+		if val != "" {
+			return bad("force_mask is not supported by the cfs driver")
+		}
+	case "ignore_chown_errors":
+		// cfs never chowns a file to store a layer (owners are image
+		// metadata), so there are no chown errors to ignore.
+		return isBool()
+	case "skip_mount_home":
+		// cfs does not bind-mount its home, so there is nothing to skip.
+		return isBool()
+	case "use_composefs":
+		// cfs always mounts composefs images.
+		return isBool()
+	case "sync":
+		// The object store and the images are synced as they are
+		// committed whatever the mode.
+		if val != "none" && val != "filesystem" {
+			return bad("want none or filesystem")
+		}
+	case "override_kernel_check":
+		// Obsolete; overlay accepts and ignores it too.
+	default:
+		return bad("unknown option (known: " + knownKeys + ")")
+	}
+	return nil
+}
+
+// refusedMountFlags are the flags of mount options that are operations
+// on existing mounts (bind, remount, propagation), not options of the
+// new overlay mount.
+const refusedMountFlags = unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT | unix.MS_MOVE |
+	unix.MS_PRIVATE | unix.MS_SHARED | unix.MS_SLAVE | unix.MS_UNBINDABLE
+
+// driverMountData are overlay options that the driver sets itself on
+// every mount: a user's value would point overlay elsewhere.
+var driverMountData = []string{"lowerdir", "lowerdir+", "upperdir", "workdir", "datadir+"}
+
+// parseMountOpt splits a mountopt value ("nodev,metacopy=on") into mount
+// flags, read by c/storage's pkg/mount.ParseOptions as overlay reads
+// them (in order: "ro,rw" is read-write), and the other options,
+// overlay's data. It also returns the value split at commas.
+func parseMountOpt(val string) (uintptr, []string, []string, error) {
+	var flagOpts, data, raw []string
+	for _, m := range strings.Split(val, ",") {
+		if m = strings.TrimSpace(m); m == "" {
+			continue
+		}
+		raw = append(raw, m)
+		if m == "defaults" {
+			continue // no flag, and no overlay option either
+		}
+		f, d := mount.ParseOptions(m)
+		if uintptr(f)&refusedMountFlags != 0 {
+			return 0, nil, nil, fmt.Errorf("%q is not an option of a new mount", m)
+		}
+		if d == "" {
+			flagOpts = append(flagOpts, m) // sets or clears a flag
+			continue
+		}
+		name, _, _ := strings.Cut(d, "=")
+		if slices.Contains(driverMountData, name) {
+			return 0, nil, nil, fmt.Errorf("%q is set by the cfs driver itself", name)
+		}
+		data = append(data, d)
+	}
+	flags, _ := mount.ParseOptions(strings.Join(flagOpts, ","))
+	return uintptr(flags), data, raw, nil
+}
+
+// mountFlagsAndData returns the mount flags and overlay data options of
+// one mount: the mount's own options (c/storage's MountOpts.Options, a
+// container's: libpod gives a --privileged container the driver's
+// mountopt without nodev, nosuid and noexec) when it has any, else the
+// driver's mountopt, as overlay's get chooses between them.
+func (o Options) mountFlagsAndData(perMount []string) (uintptr, []string, error) {
+	if len(perMount) == 0 {
+		return o.MountFlags, o.MountData, nil
+	}
+	flags, data, _, err := parseMountOpt(strings.Join(perMount, ","))
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: mount option: %w", ErrInvalidOption, err)
+	}
+	return flags, data, nil
 }
 
 // configTable reads [storage.options.cfs] from storage.conf exactly as

@@ -14,6 +14,9 @@ func init() {
 // Init opens the cfs driver under home (<graphroot>/cfs) with the given
 // options; containers/storage calls it for driver = "cfs".
 func Init(home string, options graphdriver.Options) (graphdriver.Driver, error) {
+	if options.ImageStore != "" {
+		return nil, fmt.Errorf("%w: imagestore %s (storage.conf [storage] imagestore): a separate image store is not supported by the cfs driver (yet)", ErrInvalidOption, options.ImageStore)
+	}
 	opts, err := ParseOptions(options.DriverOptions)
 	if err != nil {
 		return nil, err

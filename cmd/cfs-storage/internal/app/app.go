@@ -33,7 +33,9 @@ type Globals struct {
 // containers/storage finds it: CONTAINERS_STORAGE_CONF, then
 // /etc/containers/storage.conf, …) overridden by the global flags.
 func (g *Globals) StoreOptions() (types.StoreOptions, error) {
-	opts, err := types.DefaultStoreOptions()
+	// LoadStoreOptions reads the file as DefaultStoreOptions does,
+	// without caching it for the process.
+	opts, err := types.LoadStoreOptions(types.LoadOptions{})
 	if err != nil {
 		return opts, fmt.Errorf("read storage.conf: %w", err)
 	}
@@ -44,10 +46,12 @@ func (g *Globals) StoreOptions() (types.StoreOptions, error) {
 		opts.RunRoot = g.RunRoot
 	}
 	if g.Driver != "" {
+		// As podman does (pkg/domain/infra/runtime_libpod.go): naming
+		// the driver drops the driver options storage.conf gave. Without
+		// the flag they all go to the driver, other drivers' included;
+		// cfs skips those as c/storage's own drivers do.
 		opts.GraphDriverName = g.Driver
-		if g.Driver != "cfs" {
-			opts.GraphDriverOptions = nil // options for another driver do not apply
-		}
+		opts.GraphDriverOptions = nil
 	}
 	if len(g.StorageOpts) > 0 {
 		opts.GraphDriverOptions = append([]string(nil), g.StorageOpts...)

@@ -61,3 +61,30 @@ func TestStoreOptionsFromConfAndFlags(t *testing.T) {
 		t.Fatalf("flags did not override storage.conf: %+v", opts)
 	}
 }
+
+// TestStoreOptionsKeepOtherDriversOptions: without --storage-driver every
+// option storage.conf makes goes to the driver, as in podman (the cfs
+// driver skips overlay's); --storage-driver drops them, as podman does.
+func TestStoreOptionsKeepOtherDriversOptions(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "storage.conf")
+	os.WriteFile(conf, []byte("[storage]\ndriver = \"cfs\"\ngraphroot = \"/conf/root\"\nrunroot = \"/conf/run\"\n[storage.options.overlay]\nmountopt = \"nodev,metacopy=on\"\n"), 0o644)
+	t.Setenv("CONTAINERS_STORAGE_CONF", conf)
+	t.Setenv("STORAGE_OPTS", "")
+	os.Unsetenv("STORAGE_OPTS")
+	opts, err := (&Globals{}).StoreOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(opts.GraphDriverOptions, []string{"overlay.mountopt=nodev,metacopy=on"}) {
+		t.Errorf("storage.conf's driver options: %q", opts.GraphDriverOptions)
+	}
+	for _, driver := range []string{"cfs", "vfs"} {
+		opts, err := (&Globals{Driver: driver}).StoreOptions()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if opts.GraphDriverName != driver || len(opts.GraphDriverOptions) != 0 {
+			t.Errorf("--storage-driver %s: driver %q, options %q (podman drops storage.conf's)", driver, opts.GraphDriverName, opts.GraphDriverOptions)
+		}
+	}
+}
