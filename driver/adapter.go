@@ -88,10 +88,14 @@ func (a *adapter[F]) DeferredRemove(id string) (F, error) {
 func (a *adapter[F]) GetTempDirRootDirs() []string { return []string{a.home} }
 
 // Get mounts a layer and returns its root.
+//
+// UID and GID maps in options are those the layer's owners were already
+// shifted to: cfs does not support shifting at mount time
+// (SupportsShifting), so containers/storage chowns a container's layer
+// when it creates it (UpdateLayerIDMap) and refuses to mount it with
+// other maps. The mount shows the owners as they are, and the maps are
+// ignored, as overlay ignores them when it cannot shift.
 func (a *adapter[F]) Get(id string, options graphdriver.MountOpts) (string, error) {
-	if len(options.UidMaps) > 0 || len(options.GidMaps) > 0 {
-		return "", fmt.Errorf("cfs: mount %s: UID/GID mapped mounts are not supported; let containers/storage chown a copy instead", id)
-	}
 	opts := mountOptions{MountLabel: options.MountLabel, Volatile: options.Volatile}
 	for _, o := range options.Options {
 		if o == "ro" {
