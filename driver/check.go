@@ -53,7 +53,7 @@ func (d *core) CheckImages(ctx context.Context, repair bool) ([]ImageProblem, er
 				problems = append(problems, ImageProblem{Layer: id, Path: d.diffImage(id), Detail: err.Error() + "; remove the layer and pull its image again"})
 			}
 		}
-		if p, ok := d.checkFlat(id, repair); ok {
+		if p, ok := d.checkFlat(ctx, id, repair); ok {
 			problems = append(problems, p)
 		}
 	}
@@ -61,7 +61,9 @@ func (d *core) CheckImages(ctx context.Context, repair bool) ([]ImageProblem, er
 }
 
 // checkFlat checks layer id's cached flattened image, if it has one.
-func (d *core) checkFlat(id string, repair bool) (ImageProblem, bool) {
+// Repairing removes a damaged one and builds it again from the layer
+// images, which are checked on the way.
+func (d *core) checkFlat(ctx context.Context, id string, repair bool) (ImageProblem, bool) {
 	path := d.flatImage(id)
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return ImageProblem{}, false
@@ -74,6 +76,13 @@ func (d *core) checkFlat(id string, repair bool) (ImageProblem, bool) {
 	if repair && !d.mountedElsewhere(id) {
 		p.Repaired = os.Remove(path) == nil
 		os.Remove(path + digestSuffix)
+		if p.Repaired {
+			if err := d.ensureFlat(ctx, id); err != nil {
+				p.Detail += "; removed, not rebuilt: " + err.Error()
+			} else {
+				p.Detail += "; rebuilt from the layer images"
+			}
+		}
 	}
 	return p, true
 }
@@ -105,19 +114,18 @@ func checkImage(path string) error {
 	if err != nil {
 		return fmt.Errorf("no recorded digest: %w", err)
 	}
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	sum, _, err := fsverity.Digest(f)
-	f.Close()
+	sum, _, err := fsverity.Digest(bytes.NewReader(data))
 	if err != nil {
 		return fmt.Errorf("read: %w", err)
 	}
 	if got := fsverity.Hex(sum); !bytes.Equal(bytes.TrimSpace(recorded), []byte(got)) {
 		return fmt.Errorf("image digest is %s, recorded %s: the image is damaged", got, bytes.TrimSpace(recorded))
 	}
-	if _, err := readImage(path); err != nil {
+	if _, err := parseImage(path, data); err != nil {
 		return fmt.Errorf("unreadable image: %w", err)
 	}
 	return nil

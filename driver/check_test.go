@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -61,11 +62,54 @@ func TestCheckImagesFindsDamage(t *testing.T) {
 	if len(problems) != 3 {
 		t.Errorf("%d problems, want 3: %+v", len(problems), problems)
 	}
-	// The repaired cache is rebuilt on the next mount, with a good digest.
-	if err := c.ensureFlat(ctx, "top"); err != nil {
+	// The damaged cache is not rebuilt from the damaged layer image below
+	// it: the mount is refused, naming that layer and image.
+	if err := c.ensureFlat(ctx, "top"); !errors.Is(err, ErrImageDamaged) || !strings.Contains(err.Error(), "layer base") ||
+		!strings.Contains(err.Error(), c.diffImage("base")) {
+		t.Fatalf("flattening over a damaged layer image: %v, want a refusal naming layer base and its image", err)
+	}
+	if _, err := os.Stat(c.flatImage("top")); !os.IsNotExist(err) {
+		t.Fatalf("a flattened image was written from a damaged layer image: %v", err)
+	}
+}
+
+// TestDamagedImagesRefusedAtMount: an image damaged after it was written
+// is refused when a mount would use it, in a store opened afterwards,
+// and fsck --repair rebuilds a damaged flattened image from the layer
+// images.
+func TestDamagedImagesRefusedAtMount(t *testing.T) {
+	c := newTestCore(t)
+	ctx := context.Background()
+	applyLayer(t, c, "base", "", mustTar(t, tarfix.File("motd", "hello")))
+	applyLayer(t, c, "top", "base", mustTar(t, tarfix.File("g", strings.Repeat("top ", 100))))
+	if _, err := c.get(ctx, "top", mountOptions{ReadOnly: true}); err != nil {
 		t.Fatal(err)
+	}
+	must(t, c.put("top"))
+	flipByte(t, c.flatImage("top"), -1)
+	c = reopen(t, c)
+	_, err := c.get(ctx, "top", mountOptions{ReadOnly: true})
+	if !errors.Is(err, ErrImageDamaged) || !strings.Contains(err.Error(), "layer top") || !strings.Contains(err.Error(), c.flatImage("top")) {
+		t.Fatalf("mount over a damaged flattened image: %v, want a refusal naming layer top and the image", err)
+	}
+	problems, err := c.CheckImages(ctx, true)
+	if err != nil || len(problems) != 1 || !problems[0].Repaired || !strings.Contains(problems[0].Detail, "rebuilt") {
+		t.Fatalf("repair: %v %+v", err, problems)
 	}
 	if err := checkImage(c.flatImage("top")); err != nil {
 		t.Fatalf("rebuilt flattened image: %v", err)
+	}
+	if _, err := c.get(ctx, "top", mountOptions{ReadOnly: true}); err != nil {
+		t.Fatalf("mount after repair: %v", err)
+	}
+	must(t, c.put("top"))
+
+	// A damaged layer image with no flattened image cached: no image is
+	// built from it.
+	os.Remove(c.flatImage("top"))
+	flipByte(t, c.diffImage("base"), -1)
+	c = reopen(t, c)
+	if _, err := c.get(ctx, "top", mountOptions{ReadOnly: true}); !errors.Is(err, ErrImageDamaged) || !strings.Contains(err.Error(), "layer base") {
+		t.Fatalf("mount over a damaged layer image: %v, want a refusal naming layer base", err)
 	}
 }

@@ -39,6 +39,8 @@ type core struct {
 	host    *hostShare // nil without a host repository
 	lock    *os.File   // driver.lock, held shared while the core is open
 
+	checks imageChecks // images checked against their digests
+
 	mu     sync.Mutex
 	mounts map[string]*mountState
 	// removed is set when a layer's refs were dropped: close then

@@ -110,14 +110,20 @@ func imageRoot(path string) (erofs.InodeInfo, error) {
 	return *info, nil
 }
 
-// readImage reads the composefs tree of the image at path.
-func readImage(path string) (*tree.Tree, error) {
+// readImage reads the composefs tree of the image at path, checked
+// against its recorded digest (once per file in this open store).
+func (d *core) readImage(path string) (*tree.Tree, error) {
 	// Read whole: the reader's many small reads (an inode, an xattr
 	// block) cost a syscall each from a file.
-	data, err := os.ReadFile(path)
+	data, err := d.checks.read(path)
 	if err != nil {
 		return nil, err
 	}
+	return parseImage(path, data)
+}
+
+// parseImage reads the composefs tree of an image's bytes.
+func parseImage(path string, data []byte) (*tree.Tree, error) {
 	img, err := erofs.Open(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", path, err)
@@ -137,11 +143,8 @@ func (d *core) diffTree(ctx context.Context, id string, contents layers.Contents
 		return nil, m, err
 	}
 	if m.Sealed {
-		t, err := readImage(d.diffImage(id))
-		if err != nil {
-			return nil, m, fmt.Errorf("cfs: layer %s: %w", id, err)
-		}
-		return t, m, nil
+		t, err := d.readDiffImage(id)
+		return t, m, err
 	}
 	var lower *tree.Tree
 	if m.Parent != "" {
@@ -200,11 +203,11 @@ func (d *core) flatTree(ctx context.Context, id string) (*tree.Tree, error) {
 	var above []string // layers with no cached image, top first
 	base := tree.New()
 	for cur := id; cur != ""; {
-		if t, err := readImage(d.flatImage(cur)); err == nil {
+		if t, err := d.readImage(d.flatImage(cur)); err == nil {
 			base = t
 			break
 		} else if !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("cfs: layer %s: flattened image: %w", cur, err)
+			return nil, flatImageError(cur, err)
 		}
 		if len(above) > maxChainDepth {
 			return nil, fmt.Errorf("cfs: layer %s: chain deeper than %d layers (damaged parent links?)", id, maxChainDepth)
@@ -222,9 +225,9 @@ func (d *core) flatTree(ctx context.Context, id string) (*tree.Tree, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		diff, err := readImage(d.diffImage(above[i]))
+		diff, err := d.readDiffImage(above[i])
 		if err != nil {
-			return nil, fmt.Errorf("cfs: layer %s: %w", above[i], err)
+			return nil, err
 		}
 		if err := layers.Merge(base, diff); err != nil {
 			return nil, fmt.Errorf("cfs: flatten %s: %w", above[i], err)
@@ -244,11 +247,14 @@ const maxChainDepth = 4096
 // is cached: the one image a mount of id needs, none for the layers
 // below. Images are written to a temporary name and renamed, and the
 // writer is deterministic, so concurrent builders agree.
+//
+// A cached image is checked against its recorded digest before its first
+// mount in this open store, and refused if damaged.
 func (d *core) ensureFlat(ctx context.Context, id string) error {
-	if _, err := os.Stat(d.flatImage(id)); err == nil {
+	if err := d.checks.verify(d.flatImage(id)); err == nil {
 		return nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("cfs: layer %s: %w", id, err)
+		return flatImageError(id, err)
 	}
 	flat, err := d.flatTree(ctx, id)
 	if err != nil {
@@ -257,5 +263,26 @@ func (d *core) ensureFlat(ctx context.Context, id string) error {
 	if err := writeImage(d.flatImage(id), flat); err != nil {
 		return fmt.Errorf("cfs: flatten %s: %w", id, err)
 	}
+	d.checks.trust(d.flatImage(id))
 	return nil
+}
+
+// readDiffImage reads the sealed layer id's own image, checked.
+func (d *core) readDiffImage(id string) (*tree.Tree, error) {
+	t, err := d.readImage(d.diffImage(id))
+	if errors.Is(err, ErrImageDamaged) {
+		return nil, fmt.Errorf("cfs: layer %s: %w; remove the layer (its image) and pull it again", id, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cfs: layer %s: %w", id, err)
+	}
+	return t, nil
+}
+
+// flatImageError names the layer whose flattened image failed.
+func flatImageError(id string, err error) error {
+	if errors.Is(err, ErrImageDamaged) {
+		return fmt.Errorf("cfs: layer %s: flattened %w; it is a cache: `cfs-storage fsck --repair` removes it and the next mount rebuilds it", id, err)
+	}
+	return fmt.Errorf("cfs: layer %s: flattened image: %w", id, err)
 }

@@ -84,7 +84,7 @@ func (d *core) foldUpper(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("cfs: fold changes into %s: %w", id, err)
 	}
-	own, err := readImage(d.diffImage(id))
+	own, err := d.readDiffImage(id)
 	if err != nil {
 		return fmt.Errorf("cfs: fold changes into %s: %w", id, err)
 	}
