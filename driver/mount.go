@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -81,7 +80,10 @@ func (d *core) mount(id string, m layerMeta, image string, opts mountOptions) er
 	if err := os.MkdirAll(merged, 0o700); err != nil {
 		return err
 	}
-	flags, extra := splitMountOptions(append(slices.Clone(d.opts.MountOpts), opts.Extra...))
+	flags, extra, err := d.opts.mountFlagsAndData(opts.Extra)
+	if err != nil {
+		return err
+	}
 	spec := overlaySpec{
 		Lower:   filepath.Join(d.home, "empty"),
 		Options: append([]string{"metacopy=on", "redirect_dir=on"}, extra...),

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"go.podman.io/storage/pkg/mount"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,23 +24,6 @@ type overlaySpec struct {
 	Flags uintptr
 	// Label is the SELinux context of the files, or "".
 	Label string
-}
-
-// splitMountOptions splits mount options as c/storage's mount.ParseOptions
-// does: names of mount flags (nodev, nosuid, ro, …) become flags, the
-// rest stay options of the file system.
-func splitMountOptions(opts []string) (uintptr, []string) {
-	if len(opts) == 0 {
-		return 0, nil
-	}
-	flags, data := mount.ParseOptions(strings.Join(opts, ","))
-	var out []string
-	for _, o := range strings.Split(data, ",") {
-		if o != "" {
-			out = append(out, o)
-		}
-	}
-	return uintptr(flags), out
 }
 
 // mountAttrs are the mount flags the new mount API sets per mount.

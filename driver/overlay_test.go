@@ -66,8 +66,10 @@ func TestLegacyMountEscapesPaths(t *testing.T) {
 func TestMountoptFlags(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
-	opts := defaultOptions()
-	opts.MountOpts = []string{"nodev", "metacopy=on"}
+	opts, err := ParseOptions([]string{"mountopt=nodev,metacopy=on"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	c, err := newCore(filepath.Join(dir, "home"), filepath.Join(dir, "run"), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -76,12 +78,23 @@ func TestMountoptFlags(t *testing.T) {
 	applyLayer(t, c, "base", "", mustTar(t, tarfix.File("f", "x")))
 	ctx := context.Background()
 	must(t, c.create(ctx, "ctr", "base", true))
-	mnt, err := c.get(ctx, "ctr", mountOptions{Extra: []string{"nosuid", "noexec"}})
+	// The driver's mountopt, then a mount's own options in its place (as
+	// overlay's get takes them).
+	mnt, err := c.get(ctx, "ctr", mountOptions{})
+	if err != nil {
+		t.Fatalf("mount with mountopt nodev: %v", err)
+	}
+	var st unix.Statfs_t
+	must(t, unix.Statfs(mnt, &st))
+	if st.Flags&unix.ST_NODEV == 0 {
+		t.Errorf("mount lacks the driver's nodev (flags %#x)", st.Flags)
+	}
+	must(t, c.put("ctr"))
+	mnt, err = c.get(ctx, "ctr", mountOptions{Extra: []string{"nodev", "nosuid", "noexec"}})
 	if err != nil {
 		t.Fatalf("mount with nodev,nosuid,noexec: %v", err)
 	}
 	defer c.put("ctr")
-	var st unix.Statfs_t
 	must(t, unix.Statfs(mnt, &st))
 	for name, flag := range map[string]int64{"nodev": unix.ST_NODEV, "nosuid": unix.ST_NOSUID, "noexec": unix.ST_NOEXEC} {
 		if st.Flags&flag == 0 {
