@@ -7,6 +7,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"go.podman.io/storage/pkg/reexec"
@@ -46,7 +47,19 @@ func main() {
 		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := app.Main(ctx, os.Args[1:], commands(), os.Stdout, os.Stderr)
+	code := app.Main(ctx, commandArgs(os.Args), commands(), os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// commandArgs returns the arguments app.Main dispatches on. Run through a
+// link named mkcomposefs or composefs-info, the program is that command,
+// a drop-in for libcomposefs' tool (c/storage's composefs mode runs
+// `mkcomposefs --from-file - -` from $PATH).
+func commandArgs(argv []string) []string {
+	switch name := filepath.Base(argv[0]); name {
+	case "mkcomposefs", "composefs-info":
+		return append([]string{name}, argv[1:]...)
+	}
+	return argv[1:]
 }

@@ -24,7 +24,7 @@ import (
 func Commands() []app.Command {
 	return []app.Command{
 		{Name: "mkcomposefs", Usage: "[--min-version=N] [--max-version=N] [--print-digest] [--digest-store=DIR] [--from-file] SOURCE IMAGE|-",
-			Help: "write a composefs image from a dumpfile (--from-file) or a directory", Run: runMkcomposefs},
+			Help: "write a composefs image from a dumpfile (--from-file; strict checks when CFS_PARSE_STRICT is set) or a directory", Run: runMkcomposefs},
 		{Name: "composefs-info", Usage: "dump|objects IMAGE",
 			Help: "print a composefs image as a dumpfile, or the objects it uses", Run: runInfo},
 	}
@@ -71,7 +71,14 @@ func runMkcomposefs(ctx context.Context, g *app.Globals, args []string) error {
 	return writeImage(t, dst, erofs.Options{MinVersion: uint32(*minV), MaxVersion: uint32(*maxV)}, *printDigest, g)
 }
 
-// readDump parses a dumpfile strictly, as mkcomposefs does by default.
+// StrictEnv names the environment variable that makes mkcomposefs parse
+// a dumpfile strictly. As in libcomposefs' mkcomposefs, it counts when it
+// is set, whatever its value ("0" included); unset, parsing is lenient,
+// so that a drop-in mkcomposefs accepts what the reference accepts (the
+// dumps c/storage's composefs mode writes give symlinks size 0, say).
+const StrictEnv = "CFS_PARSE_STRICT"
+
+// readDump parses a dumpfile, strictly only when StrictEnv is set.
 func readDump(src string, g *app.Globals) (*tree.Tree, error) {
 	var r io.Reader = os.Stdin
 	if src != "-" {
@@ -82,7 +89,8 @@ func readDump(src string, g *app.Globals) (*tree.Tree, error) {
 		defer f.Close()
 		r = f
 	}
-	t, err := dumpfile.Parse(r, dumpfile.Options{Strict: os.Getenv("CFS_PARSE_STRICT") != "0"})
+	_, strict := os.LookupEnv(StrictEnv)
+	t, err := dumpfile.Parse(r, dumpfile.Options{Strict: strict})
 	if err != nil {
 		return nil, fmt.Errorf("mkcomposefs: %s: %w", src, err)
 	}

@@ -59,9 +59,9 @@ func TestMkcomposefsCorpus(t *testing.T) {
 				ver := strconv.Itoa(c.Version)
 				args = append(args, "--min-version="+ver, "--max-version="+ver)
 			}
-			if !c.Strict {
-				t.Setenv("CFS_PARSE_STRICT", "0")
-			}
+			// As the reference's tests run it: CFS_PARSE_STRICT set for
+			// every file but the lenient three, unset for those.
+			setStrict(t, c.Strict)
 			dump := plainDump(t, c.Path)
 			img := filepath.Join(t.TempDir(), "image")
 			if _, err := run(t, "mkcomposefs", append(args, "--from-file", dump, img)...); err != nil {
@@ -75,7 +75,7 @@ func TestMkcomposefsCorpus(t *testing.T) {
 			// composefs-info's dump fed back to mkcomposefs gives the same
 			// bytes, once every hard-linked node's primary entry is the
 			// first met in depth-first order (the dump makes it so).
-			t.Setenv("CFS_PARSE_STRICT", "0")
+			setStrict(t, true)
 			img2 := rebuild(t, args, img)
 			if !primariesFirst(t, dump) {
 				t.Logf("a hard link is met before its primary entry: checking the second round")
@@ -89,6 +89,58 @@ func TestMkcomposefsCorpus(t *testing.T) {
 	}
 	if n < 10 {
 		t.Fatalf("only %d expected checksums in the corpus", n)
+	}
+}
+
+// setStrict sets CFS_PARSE_STRICT for the test, or unsets it, restoring
+// the caller's value afterwards.
+func setStrict(t *testing.T, strict bool) {
+	t.Setenv(StrictEnv, "1")
+	if !strict {
+		os.Unsetenv(StrictEnv)
+	}
+}
+
+// TestMkcomposefsStrictEnv: mkcomposefs parses as libcomposefs' does,
+// leniently unless CFS_PARSE_STRICT is set, to any value. The dump is
+// as c/storage's composefs mode writes them (a symlink's SIZE is the tar
+// header's 0) and lacks its final newline; leniently it builds the image
+// of the strict form of the same tree.
+func TestMkcomposefsStrictEnv(t *testing.T) {
+	dir := t.TempDir()
+	loose := filepath.Join(dir, "loose.dump")
+	exact := filepath.Join(dir, "exact.dump")
+	os.WriteFile(loose, []byte("/ 0 40755 2 0 0 0 0.0 - - -\n/link 0 120777 1 0 0 0 0.0 target - -"), 0o644)
+	os.WriteFile(exact, []byte("/ 0 40755 2 0 0 0 0.0 - - -\n/link 6 120777 1 0 0 0 0.0 target - -\n"), 0o644)
+	build := func(t *testing.T, dump string) ([]byte, error) {
+		img := filepath.Join(t.TempDir(), "image")
+		if _, err := run(t, "mkcomposefs", "--from-file", dump, img); err != nil {
+			return nil, err
+		}
+		return os.ReadFile(img)
+	}
+	setStrict(t, true)
+	want, err := build(t, exact)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("unset", func(t *testing.T) {
+		setStrict(t, false)
+		got, err := build(t, loose)
+		if err != nil {
+			t.Fatalf("lenient parse refused: %v", err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatal("image differs from the strict form's")
+		}
+	})
+	for _, v := range []string{"1", "0", ""} {
+		t.Run("set="+v, func(t *testing.T) {
+			t.Setenv(StrictEnv, v)
+			if _, err := build(t, loose); err == nil {
+				t.Fatalf("CFS_PARSE_STRICT=%q: accepted", v)
+			}
+		})
 	}
 }
 
