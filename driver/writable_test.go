@@ -164,3 +164,36 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestDropFlatImage: a dropped flattened image is listed no more, its
+// mount goes on reading, and the next mount builds it again.
+func TestDropFlatImage(t *testing.T) {
+	c := newTestCore(t)
+	ctx := context.Background()
+	applyLayer(t, c, "base", "", mustTar(t, tarfix.File("f", strings.Repeat("x", 1000))))
+	mnt, err := c.get(ctx, "base", mountOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs, err := c.FlatImages()
+	if err != nil || imgs["base"] == 0 || len(imgs) != 1 {
+		t.Fatalf("FlatImages = %v, %v; want base's", imgs, err)
+	}
+	if ok, err := c.DropFlatImage("base"); !ok || err != nil {
+		t.Fatalf("DropFlatImage = %v, %v", ok, err)
+	}
+	if got, err := os.ReadFile(filepath.Join(mnt, "f")); err != nil || len(got) != 1000 {
+		t.Fatalf("the mount after its image was dropped: %v", err)
+	}
+	must(t, c.put("base"))
+	if imgs, _ := c.FlatImages(); len(imgs) != 0 {
+		t.Fatalf("FlatImages after the drop: %v", imgs)
+	}
+	if _, err := c.get(ctx, "base", mountOptions{ReadOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	must(t, c.put("base"))
+	if imgs, _ := c.FlatImages(); imgs["base"] == 0 {
+		t.Fatalf("the next mount did not build the image again: %v", imgs)
+	}
+}
