@@ -29,7 +29,7 @@ func composeDir(lower, upper *tree.Node, at string) error {
 		p := at + e.Name
 		old := lower.Child(e.Name)
 		if e.Node.IsDir() && old != nil && old.IsDir() && !isOpaque(e.Node) {
-			setDirMeta(old, e.Node) // keeps old's opaque marker
+			composeDirMeta(old, e.Node) // keeps old's opaque marker
 			if err := composeDir(old, e.Node, p+"/"); err != nil {
 				return err
 			}
@@ -44,4 +44,16 @@ func composeDir(lower, upper *tree.Node, at string) error {
 		}
 	}
 	return nil
+}
+
+// composeDirMeta gives lower's directory dst the metadata of upper's
+// directory src. An implied src (tree.ImpliedXattr) over a directory
+// of lower's own shows as Merge would show it (src's mode, owner and
+// xattrs, dst's mtime), and dst stays a directory of its own.
+func composeDirMeta(dst, src *tree.Node) {
+	if src.IsImplied() && !dst.IsImplied() {
+		mergeDirMeta(dst, src)
+		return
+	}
+	setDirMeta(dst, src)
 }

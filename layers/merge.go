@@ -13,11 +13,20 @@ import (
 // lower, not copied, so upper must not be used afterwards. The result has
 // no whiteouts and no opaque markers; call FixLinks once after the last
 // Merge.
+//
+// A directory the layer has no entry of its own for (an implied parent,
+// tree.ImpliedXattr: the tar holds "usr/bin/x" but no "usr/bin/") shows
+// as c/storage's overlay driver shows it, with the mode, owner and
+// xattrs of the directory extraction made for it (0755, 0:0, none),
+// hiding the lower directory's; but its mtime is the lower directory's,
+// where overlay shows the time the layer was extracted, which no image
+// records. An implied directory with no directory below it gets the
+// newest mtime of its entries. The result has no implied marks.
 func Merge(lower, upper *tree.Tree) error {
 	if isOpaque(upper.Root) {
 		lower.Root.ClearEntries()
 	}
-	setDirMeta(lower.Root, upper.Root)
+	mergeDirMeta(lower.Root, upper.Root)
 	lower.Root.RemoveXattr(OpaqueXattr)
 	return mergeDir(lower.Root, upper.Root, "/")
 }
@@ -30,7 +39,7 @@ func mergeDir(lower, upper *tree.Node, at string) error {
 		case e.Node.IsWhiteout():
 			lower.Unlink(e.Name)
 		case e.Node.IsDir() && old != nil && old.IsDir() && !isOpaque(e.Node):
-			setDirMeta(old, e.Node)
+			mergeDirMeta(old, e.Node)
 			if err := mergeDir(old, e.Node, p+"/"); err != nil {
 				return err
 			}
@@ -51,8 +60,20 @@ func isOpaque(n *tree.Node) bool {
 	return ok && string(v) == "y"
 }
 
+// mergeDirMeta gives the lower directory dst the metadata of the layer's
+// directory src stacked on it; an implied src keeps dst's mtime.
+func mergeDirMeta(dst, src *tree.Node) {
+	mtime := dst.Mtime
+	setDirMeta(dst, src)
+	if src.IsImplied() {
+		dst.Mtime = mtime
+		dst.ClearImplied()
+	}
+}
+
 // stripDir removes whiteouts and opaque markers below a directory that
-// lands where nothing lies beneath it.
+// lands where nothing lies beneath it, and dates its implied directories
+// by their newest entries.
 func stripDir(n *tree.Node) {
 	n.RemoveXattr(OpaqueXattr)
 	var whiteouts []string
@@ -64,9 +85,30 @@ func stripDir(n *tree.Node) {
 			stripDir(e.Node)
 		}
 	}
+	if n.IsImplied() {
+		n.Mtime = newestEntry(n)
+		n.ClearImplied()
+	}
 	for _, name := range whiteouts {
 		n.Unlink(name)
 	}
+}
+
+// newestEntry is the newest mtime of directory n's entries (whiteouts
+// included: they record a change made in the directory), or n's own
+// mtime when it has none.
+func newestEntry(n *tree.Node) tree.Time {
+	entries := n.Entries()
+	if len(entries) == 0 {
+		return n.Mtime
+	}
+	newest := entries[0].Node.Mtime
+	for _, e := range entries[1:] {
+		if newest.Before(e.Node.Mtime) {
+			newest = e.Node.Mtime
+		}
+	}
+	return newest
 }
 
 // FixLinks makes the hard links of t consistent after entries were

@@ -50,8 +50,10 @@ func (w *tarWriter) dir(ctx context.Context, dir *tree.Node, at string) error {
 			return err
 		}
 		p := at + e.Name
-		if err := w.entry(p, e.Node); err != nil {
-			return err
+		if !impliedDir(e.Node) {
+			if err := w.entry(p, e.Node); err != nil {
+				return err
+			}
 		}
 		if e.Node.IsDir() {
 			if err := w.dir(ctx, e.Node, p+"/"); err != nil {
@@ -60,6 +62,15 @@ func (w *tarWriter) dir(ctx context.Context, dir *tree.Node, at string) error {
 		}
 	}
 	return nil
+}
+
+// impliedDir reports whether n is a directory the layer has no entry of
+// its own for (tree.ImpliedXattr) that the entries written below it
+// imply: the tar leaves it out, as the tar the layer came from did, so
+// that extraction makes it as it made it then (and overlay shows the
+// lower directory's metadata, not the mark's mtime 0).
+func impliedDir(n *tree.Node) bool {
+	return n.IsImplied() && (n.NumEntries() > 0 || isOpaque(n))
 }
 
 func (w *tarWriter) entry(p string, n *tree.Node) error {
@@ -131,7 +142,7 @@ func header(p string, n *tree.Node) (*tar.Header, error) {
 		ModTime: mtime(n),
 	}
 	for _, x := range n.Xattrs {
-		if x.Name == OpaqueXattr {
+		if x.Name == OpaqueXattr || x.Name == tree.ImpliedXattr {
 			continue
 		}
 		if hdr.PAXRecords == nil {

@@ -112,15 +112,58 @@ func (t *Tree) Link(p, target string) error {
 	return nil
 }
 
+// ImpliedXattr marks an implied directory: one that Mkdir created
+// because a path below it was added, such as the "usr/bin" of a layer
+// tar holding "usr/bin/x" but no "usr/bin/" entry. Its metadata is
+// Mkdir's (mode 0755, owner 0:0, mtime 0, no other xattrs) and says
+// nothing about the directory: stacking layers keeps the lower
+// directory's mtime there, and a layer tar leaves the directory out, as
+// its source did. Setting a directory's metadata from an entry of its
+// own replaces its xattrs and so drops the mark. The name lies in
+// overlayfs' reserved trusted.overlay. namespace, which layer tars and
+// upper directories cannot set (layers refuses and drops it there).
+const ImpliedXattr = "trusted.overlay.cfs.implied"
+
+var impliedValue = []byte("y")
+
+// IsImplied reports whether n is an implied directory (ImpliedXattr).
+func (n *Node) IsImplied() bool {
+	if !n.IsDir() {
+		return false
+	}
+	_, ok := n.Xattr(ImpliedXattr)
+	return ok
+}
+
+// ClearImplied removes n's ImpliedXattr, leaving the xattrs slice it may
+// share with other nodes untouched.
+func (n *Node) ClearImplied() {
+	if _, ok := n.Xattr(ImpliedXattr); !ok {
+		return
+	}
+	xs := make([]Xattr, 0, len(n.Xattrs)-1)
+	for _, x := range n.Xattrs {
+		if x.Name != ImpliedXattr {
+			xs = append(xs, x)
+		}
+	}
+	if len(xs) == 0 {
+		xs = nil
+	}
+	n.Xattrs = xs
+}
+
 // Mkdir returns the directory at path p, creating it and any missing
-// parents with mode 0755 (like mkdir -p). It fails if a component exists
-// and is not a directory.
+// parents (like mkdir -p) as implied directories: mode 0755, owner 0:0,
+// mtime 0 and ImpliedXattr. It fails if a component exists and is not a
+// directory.
 func (t *Tree) Mkdir(p string) (*Node, error) {
 	n := t.Root
 	for _, name := range SplitPath(p) {
 		c := n.Child(name)
 		if c == nil {
 			c = NewDir(0o755)
+			c.Xattrs = []Xattr{{Name: ImpliedXattr, Value: impliedValue}}
 			if err := n.Insert(Dirent{Name: name, Node: c}); err != nil {
 				return nil, fmt.Errorf("mkdir %q: %w", p, err)
 			}

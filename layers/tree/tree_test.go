@@ -127,3 +127,39 @@ func TestXattrs(t *testing.T) {
 		t.Errorf("IsWhiteout wrong")
 	}
 }
+
+func TestMkdirMarksImpliedDirs(t *testing.T) {
+	tr := New()
+	own := NewDir(0o700)
+	own.Xattrs = []Xattr{{Name: "user.a", Value: []byte("1")}}
+	if err := tr.Insert("own", own); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Mkdir("own/x/y"); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]bool{"": false, "own": false, "own/x": true, "own/x/y": true} {
+		n, err := tr.Lookup(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.IsImplied() != want {
+			t.Errorf("%q: implied %v, want %v", p, n.IsImplied(), want)
+		}
+	}
+	n, _ := tr.Lookup("own/x")
+	if n.Mode != TypeDir|0o755 || n.UID != 0 || n.GID != 0 || n.Mtime != (Time{}) {
+		t.Errorf("implied dir: %+v", n)
+	}
+	// ClearImplied leaves a shared xattr slice alone.
+	shared := []Xattr{{Name: "user.b", Value: []byte("2")}, {Name: ImpliedXattr, Value: []byte("y")}}
+	other := &Node{Mode: TypeDir, Xattrs: shared}
+	n.Xattrs = shared
+	n.ClearImplied()
+	if n.IsImplied() || len(n.Xattrs) != 1 || !other.IsImplied() || len(other.Xattrs) != 2 || other.Xattrs[1].Name != ImpliedXattr {
+		t.Errorf("ClearImplied: %+v, shared %+v", n.Xattrs, other.Xattrs)
+	}
+	if f := (&Node{Mode: TypeReg, Xattrs: shared}); f.IsImplied() {
+		t.Error("a file is implied")
+	}
+}
