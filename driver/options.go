@@ -45,11 +45,6 @@ type Options struct {
 	// MountData are the other options of key mountopt, overlay's own
 	// ("metacopy=on", "volatile", …), for the mount's data string.
 	MountData []string
-	// MountOpts is key mountopt split at commas, flags and data mixed.
-	//
-	// Deprecated: use MountFlags and MountData; kept until driver/mount.go
-	// uses them.
-	MountOpts []string
 }
 
 // ErrInvalidOption is wrapped by every error about a driver option.
@@ -140,11 +135,11 @@ func (o *Options) set(key, val, from string) error {
 		}
 		o.HostLink = val
 	case "mountopt":
-		flags, data, raw, err := parseMountOpt(val)
+		flags, data, err := parseMountOpt(val)
 		if err != nil {
 			return bad(err.Error())
 		}
-		o.MountFlags, o.MountData, o.MountOpts = flags, data, raw
+		o.MountFlags, o.MountData = flags, data
 	default:
 		return genericOption(k, val, bad)
 	}
@@ -221,20 +216,19 @@ var driverMountData = []string{"lowerdir", "lowerdir+", "upperdir", "workdir", "
 // parseMountOpt splits a mountopt value ("nodev,metacopy=on") into mount
 // flags, read by c/storage's pkg/mount.ParseOptions as overlay reads
 // them (in order: "ro,rw" is read-write), and the other options,
-// overlay's data. It also returns the value split at commas.
-func parseMountOpt(val string) (uintptr, []string, []string, error) {
-	var flagOpts, data, raw []string
+// overlay's data.
+func parseMountOpt(val string) (uintptr, []string, error) {
+	var flagOpts, data []string
 	for _, m := range strings.Split(val, ",") {
 		if m = strings.TrimSpace(m); m == "" {
 			continue
 		}
-		raw = append(raw, m)
 		if m == "defaults" {
 			continue // no flag, and no overlay option either
 		}
 		f, d := mount.ParseOptions(m)
 		if uintptr(f)&refusedMountFlags != 0 {
-			return 0, nil, nil, fmt.Errorf("%q is not an option of a new mount", m)
+			return 0, nil, fmt.Errorf("%q is not an option of a new mount", m)
 		}
 		if d == "" {
 			flagOpts = append(flagOpts, m) // sets or clears a flag
@@ -242,12 +236,12 @@ func parseMountOpt(val string) (uintptr, []string, []string, error) {
 		}
 		name, _, _ := strings.Cut(d, "=")
 		if slices.Contains(driverMountData, name) {
-			return 0, nil, nil, fmt.Errorf("%q is set by the cfs driver itself", name)
+			return 0, nil, fmt.Errorf("%q is set by the cfs driver itself", name)
 		}
 		data = append(data, d)
 	}
 	flags, _ := mount.ParseOptions(strings.Join(flagOpts, ","))
-	return uintptr(flags), data, raw, nil
+	return uintptr(flags), data, nil
 }
 
 // mountFlagsAndData returns the mount flags and overlay data options of
@@ -259,7 +253,7 @@ func (o Options) mountFlagsAndData(perMount []string) (uintptr, []string, error)
 	if len(perMount) == 0 {
 		return o.MountFlags, o.MountData, nil
 	}
-	flags, data, _, err := parseMountOpt(strings.Join(perMount, ","))
+	flags, data, err := parseMountOpt(strings.Join(perMount, ","))
 	if err != nil {
 		return 0, nil, fmt.Errorf("%w: mount option: %w", ErrInvalidOption, err)
 	}
