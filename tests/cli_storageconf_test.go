@@ -33,8 +33,8 @@ mountopt = "nodev,metacopy=on"
 
 // TestCLIFedoraStorageConf runs cfs-storage (podman's storage path) on a
 // store configured by a Fedora-shaped storage.conf naming cfs: pull,
-// create, mount and remove work, and cfs-prefixed and unprefixed
-// --storage-opt keys are taken.
+// create, mount and remove work, mountopt flags reach the mount, and
+// cfs-prefixed and unprefixed --storage-opt keys are taken.
 func TestCLIFedoraStorageConf(t *testing.T) {
 	testutil.RequireRoot(t)
 	layout := filepath.Join(t.TempDir(), "layout")
@@ -49,6 +49,28 @@ func TestCLIFedoraStorageConf(t *testing.T) {
 	mnt := lastLine(c.ok("mount", ctr))
 	if _, err := os.Stat(filepath.Join(mnt, "etc", "passwd")); err != nil {
 		t.Errorf("mounted container: %v", err)
+	}
+	c.ok("umount", ctr)
+	c.ok("rm", ctr)
+	// mountopt's flags reach the mount as flags (not overlay data,
+	// which the kernel refused with EINVAL).
+	ctr = lastLine(c.ok("--storage-opt", "mountopt=nodev,nosuid", "create", id[:12]))
+	mnt = lastLine(c.ok("--storage-opt", "mountopt=nodev,nosuid", "mount", ctr))
+	info, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, line := range strings.Split(string(info), "\n") {
+		if f := strings.Fields(line); len(f) > 5 && f[4] == mnt {
+			found = true
+			if !strings.Contains(","+f[5]+",", ",nodev,") || !strings.Contains(","+f[5]+",", ",nosuid,") {
+				t.Errorf("mount %s has options %s, want nodev and nosuid", mnt, f[5])
+			}
+		}
+	}
+	if !found {
+		t.Errorf("%s is not in the mount table", mnt)
 	}
 	c.ok("umount", ctr)
 	c.ok("rm", ctr)
