@@ -231,7 +231,12 @@ func parseMountOpt(val string) (uintptr, []string, error) {
 			return 0, nil, fmt.Errorf("%q is not an option of a new mount", m)
 		}
 		if d == "" {
-			flagOpts = append(flagOpts, m) // sets or clears a flag
+			// A flag set or cleared; the mount must be able to set it
+			// (sync, dirsync and mand are no mount attributes).
+			if _, err := attrsOf(uintptr(f)); err != nil {
+				return 0, nil, fmt.Errorf("%q is not supported for overlay mounts by the cfs driver", m)
+			}
+			flagOpts = append(flagOpts, m)
 			continue
 		}
 		name, _, _ := strings.Cut(d, "=")
