@@ -42,8 +42,8 @@ func (c CorpusCase) Base() string { return filepath.Base(c.Name) }
 // leniently (without CFS_PARSE_STRICT); every other file is parsed
 // strictly.
 var LenientCorpusFiles = map[string]bool{
-	"no-newline.dump":                     true,
-	"longlink.dump":                       true,
+	"no-newline.dump":                      true,
+	"longlink.dump":                        true,
 	"honggfuzz-longlink-unterminated.dump": true,
 }
 

@@ -16,6 +16,7 @@ import (
 	storage "go.podman.io/storage"
 	"go.podman.io/storage/types"
 
+	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/state"
 	_ "github.com/cfs-storage/cfs-storage/driver" // registers the cfs driver
 )
 
@@ -69,6 +70,10 @@ func (g *Globals) OpenStore() (storage.Store, error) {
 	store, err := storage.GetStore(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open storage (driver %q, root %s): %w", opts.GraphDriverName, opts.GraphRoot, err)
+	}
+	// Killed commands leave temporary and run directories behind.
+	if _, err := state.Reap(store); err != nil && g.Stderr != nil {
+		fmt.Fprintf(g.Stderr, "Warning: removing what killed commands left: %v\n", err)
 	}
 	return store, nil
 }

@@ -10,6 +10,7 @@ import (
 	storage "go.podman.io/storage"
 
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/app"
+	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/state"
 )
 
 // PullOptions tune Pull.
@@ -41,7 +42,22 @@ func Pull(ctx context.Context, store storage.Store, src string, o PullOptions) (
 		return nil, err
 	}
 	defer pc.Destroy()
+	// The layers the pull writes belong to no image until the pull ends:
+	// the gate keeps gc from removing them meanwhile.
+	gate, err := state.HoldLayers(store)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", src, err)
+	}
+	defer gate.Release()
 	sys := o.systemContext()
+	// c/image's blob copies go to a directory of the store, removed
+	// when the pull ends, or at the next command if the pull is killed.
+	tmp, err := state.NewTempDir(store)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", src, err)
+	}
+	defer tmp.Remove()
+	sys.BigFilesTemporaryDir = tmp.Path
 	_, err = copy.Image(ctx, pc, destRef, srcRef, &copy.Options{
 		SourceCtx:      sys,
 		DestinationCtx: sys,

@@ -10,6 +10,7 @@ import (
 	storage "go.podman.io/storage"
 
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/app"
+	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/state"
 )
 
 // PushOptions tune Push.
@@ -44,13 +45,21 @@ func Push(ctx context.Context, store storage.Store, nameOrID, dest string, o Pus
 		return nil, err
 	}
 	defer pc.Destroy()
+	// c/image's temporary files go to a directory of the store, removed
+	// when the copy ends, or at the next command if it is killed.
+	tmp, err := state.NewTempDir(store)
+	if err != nil {
+		return nil, fmt.Errorf("push image %s: %w", shortID(img.ID), err)
+	}
+	defer tmp.Remove()
 	destSys := o.systemContext()
+	destSys.BigFilesTemporaryDir = tmp.Path
 	destSys.OCIAcceptUncompressedLayers = o.DisableCompression
 	if o.DisableCompression {
 		destSys.DirForceDecompress = true
 	}
 	man, err := copy.Image(ctx, pc, destRef, srcRef, &copy.Options{
-		SourceCtx:      &types.SystemContext{},
+		SourceCtx:      &types.SystemContext{BigFilesTemporaryDir: tmp.Path},
 		DestinationCtx: destSys,
 		ReportWriter:   reportWriter(o.Stderr, o.Quiet),
 	})

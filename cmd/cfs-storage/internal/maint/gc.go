@@ -13,7 +13,7 @@ import (
 // GCCommand is `cfs-storage gc`.
 func GCCommand() app.Command {
 	return app.Command{
-		Name: "gc", Usage: "", Help: "remove objects no layer references, and c/storage's leftovers",
+		Name: "gc", Usage: "", Help: "remove layers no image or container uses (unless a pull is in progress), objects no layer references, and c/storage's leftovers",
 		Run: func(ctx context.Context, g *app.Globals, args []string) error {
 			fs := app.NewFlags("gc", "", g.Stderr)
 			if err := fs.Parse(args); err != nil {
@@ -24,6 +24,16 @@ func GCCommand() app.Command {
 				return err
 			}
 			defer store.Shutdown(false)
+			orphans, err := removeOrphanLayers(store)
+			if err != nil {
+				return fmt.Errorf("gc: %w", err)
+			}
+			if orphans.Removed > 0 {
+				fmt.Fprintf(g.Stdout, "removed %d layers no image or container uses\n", orphans.Removed)
+			}
+			if orphans.Kept > 0 {
+				fmt.Fprintf(g.Stdout, "kept %d layers no image or container uses yet: a pull is in progress\n", orphans.Kept)
+			}
 			if err := store.GarbageCollect(); err != nil {
 				return fmt.Errorf("gc: containers/storage cleanup (driver %s): %w", store.GraphDriverName(), err)
 			}
