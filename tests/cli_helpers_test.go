@@ -31,7 +31,8 @@ var binaries builtBinaries // built on first use, read-only after
 
 // helloSource is the static program the test images run as /bin/hello:
 // it prints its arguments, working directory, IDs and $GREETING, a line
-// on stderr, prints files named by cat=PATH, and exits with exit=N.
+// on stderr, prints files named by cat=PATH, sleeps for sleep=DURATION,
+// and exits with exit=N.
 const helloSource = `package main
 
 import (
@@ -39,6 +40,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 func main() {
@@ -53,6 +55,10 @@ func main() {
 				os.Exit(1)
 			}
 			os.Stdout.Write(b)
+		}
+		if v, ok := strings.CutPrefix(a, "sleep="); ok {
+			d, _ := time.ParseDuration(v)
+			time.Sleep(d)
 		}
 		if v, ok := strings.CutPrefix(a, "exit="); ok {
 			n, _ := strconv.Atoi(v)

@@ -13,6 +13,7 @@ import (
 	storage "go.podman.io/storage"
 
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/images"
+	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/state"
 )
 
 // metadata is what cfs-storage records in a container's c/storage
@@ -75,17 +76,27 @@ func lookup(store storage.Store, nameOrID string) (*storage.Container, error) {
 	return nil, fmt.Errorf("container ID prefix %q is ambiguous (%d containers): give more characters", nameOrID, len(found))
 }
 
-// Remove unmounts and deletes a container and its writable layer.
+// Remove unmounts and deletes a container, its writable layer and its
+// run directory. It refuses a running container, as podman rm does
+// without --force: its process would lose its files.
 func Remove(store storage.Store, nameOrID string) (string, error) {
 	c, err := lookup(store, nameOrID)
 	if err != nil {
 		return "", err
+	}
+	if running, err := state.Running(store, c.ID); err != nil {
+		return "", err
+	} else if running {
+		return "", fmt.Errorf("container %s is running: it can be removed once its process exits", shortID(c.ID))
 	}
 	if _, err := store.Unmount(c.ID, true); err != nil && !errors.Is(err, storage.ErrLayerUnknown) {
 		return "", fmt.Errorf("unmount container %s: %w", shortID(c.ID), err)
 	}
 	if err := store.DeleteContainer(c.ID); err != nil {
 		return "", fmt.Errorf("remove container %s: %w", shortID(c.ID), err)
+	}
+	if err := state.RemoveRun(store, c.ID); err != nil {
+		return "", fmt.Errorf("remove the run directory of container %s: %w", shortID(c.ID), err)
 	}
 	return c.ID, nil
 }

@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 
 	storage "go.podman.io/storage"
 
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/app"
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/images"
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/runtime"
+	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/state"
 )
 
 // RunOptions tune Run.
@@ -45,7 +45,16 @@ func Run(ctx context.Context, g *app.Globals, store storage.Store, nameOrID stri
 	if err != nil {
 		return -1, err
 	}
+	// The run directory stays locked while the run or its runtime lives:
+	// rm and rmi -f refuse a running container, and the directory of a
+	// killed run is reaped once its runtime is gone.
+	lock, err := state.LockRun(store, ctr.ID)
+	if err != nil {
+		_, rmErr := Remove(store, ctr.ID)
+		return -1, errors.Join(err, rmErr)
+	}
 	defer func() {
+		lock.Release()
 		err = errors.Join(err, finish(store, ctr.ID, o.Remove))
 	}()
 	cfg, err := images.Config(ctx, store, img)
@@ -63,7 +72,7 @@ func Run(ctx context.Context, g *app.Globals, store storage.Store, nameOrID stri
 		return -1, fmt.Errorf("run image %s (%s): %w", shortID(img.ID), images.DisplayName(img), err)
 	}
 	code, err = rt.Run(ctx, runtime.RunOptions{
-		ID: ctr.ID, Spec: spec, Dir: filepath.Join(store.RunRoot(), "cfs-storage", "run", ctr.ID),
+		ID: ctr.ID, Spec: spec, Dir: state.RunDir(store, ctr.ID), Hold: lock.File(),
 		Stdout: g.Stdout, Stderr: g.Stderr,
 	})
 	if err != nil {

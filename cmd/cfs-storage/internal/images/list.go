@@ -15,6 +15,7 @@ import (
 	storage "go.podman.io/storage"
 
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/app"
+	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/state"
 )
 
 // Summary is one row of `images`.
@@ -124,11 +125,23 @@ func Remove(store storage.Store, nameOrID string, force bool) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("list containers: %w", err)
 	}
-	var users []string
+	var users, running []string
 	for _, c := range ctrs {
 		if c.ImageID == img.ID {
 			users = append(users, shortID(c.ID))
+			if r, err := state.Running(store, c.ID); err != nil {
+				return "", err
+			} else if r {
+				running = append(running, shortID(c.ID))
+			}
 		}
+	}
+	// Even with force, a running container keeps its storage: its
+	// process would fail on missing files (podman stops it first; there
+	// is no stop here).
+	if len(running) > 0 {
+		return "", fmt.Errorf("image %s (%s) is in use by running containers %s: remove it once they exit",
+			shortID(img.ID), DisplayName(img), strings.Join(running, ", "))
 	}
 	if len(users) > 0 && !force {
 		return "", fmt.Errorf("image %s (%s) is in use by containers %s: remove them first with `cfs-storage rm`, or use `rmi --force`",
@@ -143,6 +156,9 @@ func Remove(store storage.Store, nameOrID string, force bool) (string, error) {
 		}
 		if err := store.DeleteContainer(c.ID); err != nil {
 			return "", fmt.Errorf("remove container %s of image %s: %w", shortID(c.ID), shortID(img.ID), err)
+		}
+		if err := state.RemoveRun(store, c.ID); err != nil {
+			return "", fmt.Errorf("remove the run directory of container %s: %w", shortID(c.ID), err)
 		}
 	}
 	if _, err := store.DeleteImage(img.ID, true); err != nil {

@@ -22,7 +22,11 @@ type RunOptions struct {
 	Spec *specs.Spec
 	// Dir holds the bundle (config.json) and the runtime's state root;
 	// it is created, and removed when the run ends.
-	Dir            string
+	Dir string
+	// Hold, when set, is inherited by the runtime process: a lock on it
+	// (the run directory's) is then held as long as the runtime runs,
+	// even if this process is killed.
+	Hold           *os.File
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 }
@@ -55,6 +59,9 @@ func (r *Runtime) Run(ctx context.Context, o RunOptions) (code int, err error) {
 		wrapDetached(cmd)
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
+	if o.Hold != nil {
+		cmd.ExtraFiles = []*os.File{o.Hold}
+	}
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	err = cmd.Run()
