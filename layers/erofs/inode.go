@@ -2,6 +2,8 @@ package erofs
 
 import (
 	"fmt"
+	"math/bits"
+	"sort"
 
 	"github.com/cfs-storage/cfs-storage/layers/tree"
 )
@@ -12,54 +14,125 @@ type inode struct {
 	src    *tree.Node
 	parent *inode
 	ents   []dirent     // directories: all entries in name order, "." and ".." included
-	xattrs []tree.Xattr // after the rewrite; aliases src.Xattrs until ownXattrs
+	xattrs []tree.Xattr // after the rewrite; aliases src.Xattrs until flagOwnXattrs
 	budget uint64       // lcfs xattr budget counter (§6.6)
 	size   uint64       // the stored size (dumpfile SIZE for devices, FIFOs, sockets)
 	pos    int64        // byte offset of the inode (nid = pos/32)
 
-	mode, nlink, rdev uint32 // after the rewrite
-	ino               uint32
-	blkaddr           uint32
-	nBlocks           uint32
-	tail              int32
-	xattrSize         int32
-	nGroups           int32  // directories: number of dirent groups
-	xref              int32  // index of the first xattr's entry in plan.pairRefs
-	sharedMask        uint64 // bit i: xattr i is a shared reference (i < 64)
-	sharedMore        []bool // the same for nodes with more than 64 xattrs
-	chunkCount        uint16
-	nShared           uint8
-	chunkBits         uint8
-	extended          bool
-	ownXattrs         bool
+	// 128 bytes: a tree has an inode per file. The device number is the
+	// node's (see rdev), the dirent groups are counted when written.
+	mode, nlink uint32 // after the rewrite
+	ino         uint32
+	blkaddr     uint32
+	nBlocks     uint32
+	tail        int32
+	xattrSize   int32
+	xref        int32 // index of the first xattr's entry in plan.sharedRefs
+	chunkCount  uint16
+	derived     uint8 // derivedMetacopy, derivedRedirect
+	nShared     uint8
+	chunkBits   uint8
+	flags       uint8 // flagExtended, flagOwnXattrs
 }
 
-// isShared reports whether xattr i is written as a shared reference.
-func (in *inode) isShared(i int) bool {
-	if in.sharedMore != nil {
-		return in.sharedMore[i]
+const (
+	flagExtended  uint8 = 1 << iota // written as an extended inode
+	flagOwnXattrs                   // xattrs is the writer's copy
+)
+
+func (in *inode) extended() bool { return in.flags&flagExtended != 0 }
+
+// rdev is the device number of a device inode, else 0.
+func (in *inode) rdev() uint32 {
+	if t := in.typ(); t == tree.TypeChar || t == tree.TypeBlock {
+		return in.src.Rdev
 	}
-	return i < 64 && in.sharedMask&(1<<i) != 0
+	return 0
 }
 
-func (in *inode) markShared(i int) {
-	if len(in.xattrs) > 64 {
-		if in.sharedMore == nil {
-			in.sharedMore = make([]bool, len(in.xattrs))
+// The xattrs every external file gets (§4.2 step 3) are not stored in
+// in.xattrs: a tree of many files would hold a copy of each digest and
+// payload. They are flags, and their values are built when read.
+const (
+	derivedMetacopy uint8 = 1 << iota
+	derivedRedirect
+)
+
+// derivedKeys are the derived xattrs, in key order.
+var derivedKeys = [...]struct {
+	bit uint8
+	key string
+}{{derivedMetacopy, xattrMetacopy}, {derivedRedirect, xattrRedirect}}
+
+// numXattrs is the number of in's xattrs, derived ones included.
+func (in *inode) numXattrs() int {
+	return len(in.xattrs) + bits.OnesCount8(in.derived)
+}
+
+// xattrAt returns in's i-th xattr in key order (in.xattrs sorted, the
+// derived ones in their places). A derived value is built in *buf (which
+// keeps the capacity): it is valid until *buf's next use.
+func (in *inode) xattrAt(i int, buf *[]byte) (string, []byte) {
+	bit, key, j := in.locate(i)
+	if bit != 0 {
+		*buf = in.derivedValue(bit, (*buf)[:0])
+		return key, *buf
+	}
+	return in.xattrs[j].Name, in.xattrs[j].Value
+}
+
+// xattrKey returns the key of in's i-th xattr (see xattrAt).
+func (in *inode) xattrKey(i int) string {
+	bit, key, j := in.locate(i)
+	if bit != 0 {
+		return key
+	}
+	return in.xattrs[j].Name
+}
+
+// locate finds in's i-th xattr in key order: a derived one (its bit and
+// key), or in.xattrs[j].
+func (in *inode) locate(i int) (bit uint8, key string, j int) {
+	if in.derived == 0 {
+		return 0, "", i
+	}
+	before, skip := 0, 0 // derived entries before this one; before index i
+	for _, d := range derivedKeys {
+		if in.derived&d.bit == 0 {
+			continue
 		}
-		in.sharedMore[i] = true
-	} else {
-		in.sharedMask |= 1 << i
+		m := sort.Search(len(in.xattrs), func(j int) bool { return in.xattrs[j].Name >= d.key }) + before
+		before++
+		switch {
+		case m == i:
+			return d.bit, d.key, 0
+		case m < i:
+			skip++
+		}
 	}
-	in.nShared++
+	return 0, "", i - skip
 }
 
-// ownX makes in.xattrs a private copy before it is modified: the writer
-// never modifies the caller's tree.
-func (in *inode) ownX() {
-	if !in.ownXattrs {
-		in.xattrs = append(make([]tree.Xattr, 0, len(in.xattrs)+4), in.xattrs...)
-		in.ownXattrs = true
+// derivedValue builds the value of a derived xattr in buf.
+func (in *inode) derivedValue(bit uint8, buf []byte) []byte {
+	buf = buf[:0]
+	if bit == derivedRedirect {
+		return append(append(buf, '/'), in.src.Payload...)
+	}
+	d := in.src.Digest
+	if d == nil {
+		return buf
+	}
+	buf = append(buf, 0, metacopyHeaderLen+metacopyDigestLen, 0, metacopyDigestSHA256)
+	return append(buf, d[:]...)
+}
+
+// ownX makes in.xattrs a private copy, with room for extra more, before
+// it is modified: the writer never modifies the caller's tree.
+func (in *inode) ownX(extra int) {
+	if in.flags&flagOwnXattrs == 0 {
+		in.xattrs = append(make([]tree.Xattr, 0, len(in.xattrs)+extra), in.xattrs...)
+		in.flags |= flagOwnXattrs
 	}
 }
 
@@ -84,7 +157,7 @@ func (in *inode) isExternal() bool {
 // setXattr sets an xattr like lcfs_node_set_xattr, with the budget counter
 // of §6.6 (the counter starts at 0 for the writer's copy of the tree).
 func (in *inode) setXattr(key string, value []byte) error {
-	in.ownX()
+	in.ownX(1)
 	for i := range in.xattrs {
 		if in.xattrs[i].Name != key {
 			continue

@@ -3,6 +3,7 @@ package erofs
 import (
 	"bytes"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"slices"
 	"sort"
@@ -33,7 +34,7 @@ func (p *plan) computeTree(root *inode) error {
 			in.nlink = 2 + dirs
 		}
 		if !slices.IsSortedFunc(in.xattrs, cmpXattr) {
-			in.ownX()
+			in.ownX(0)
 			slices.SortFunc(in.xattrs, cmpXattr)
 		}
 		if in.src.Mtime.Before(p.minMtime) {
@@ -69,46 +70,78 @@ type sharedXattr struct {
 	key    string
 	value  []byte
 	offset int64 // byte offset within the table
+	id     int32 // the pair's index while chooseShared runs
 }
 
-// pairInfo counts one distinct (key, value) pair.
+// pairInfo counts one distinct (key, value) pair. Its first occurrence,
+// xattr xi of p.inodes[ino], stands for it: pairs are never copied.
 type pairInfo struct {
-	count int
-	index int // index in plan.shared, or -1
+	count int32
+	index int32 // index in plan.shared, or -1
+	next  int32 // the next pair with the same hash, or -1
+	ino   int32
+	xi    int32
 }
 
 // chooseShared builds the shared xattr table and decides, per inode, which
 // xattrs are shared references (§6.4), then sizes every xattr body.
+//
+// Pairs are told apart by a hash of key and value (chained on collision)
+// rather than by maps keyed with copies of them: a tree with many
+// external files has two distinct pairs per file (metacopy, redirect).
 func (p *plan) chooseShared() {
-	pairs := make(map[string]map[string]*pairInfo)
-	var shareable []sharedXattr
 	total := 0
 	for _, in := range p.inodes {
-		total += len(in.xattrs)
+		total += in.numXattrs()
 	}
-	p.pairRefs = make([]*pairInfo, 0, total)
-	for _, in := range p.inodes {
-		in.xref = int32(len(p.pairRefs))
-		for _, x := range in.xattrs {
-			vals := pairs[x.Name]
-			if vals == nil {
-				vals = make(map[string]*pairInfo)
-				pairs[x.Name] = vals
+	seed := maphash.MakeSeed() // the hash only buckets: the result does not depend on it
+	pairs := make([]pairInfo, 0, total/2+1)
+	first := make(map[uint64]int32, total/2+1)
+	refs := make([]int32, 0, total)
+	var shareable []int32
+	var bufX, bufF []byte // derived values (see xattrAt)
+	pair := func(id int32, buf *[]byte) (string, []byte) {
+		return p.inodes[pairs[id].ino].xattrAt(int(pairs[id].xi), buf)
+	}
+	for ino, in := range p.inodes {
+		in.xref = int32(len(refs))
+		for xi := range in.numXattrs() {
+			key, value := in.xattrAt(xi, &bufX)
+			sum := maphash.String(seed, key)*0x9e3779b97f4a7c15 ^ maphash.Bytes(seed, value)
+			head, ok := first[sum]
+			id := int32(-1)
+			for c := head; ok && c >= 0; c = pairs[c].next {
+				fk, fv := pair(c, &bufF)
+				if fk == key && bytes.Equal(fv, value) {
+					id = c
+					break
+				}
 			}
-			pi := vals[string(x.Value)]
-			if pi == nil {
-				pi = &pairInfo{index: -1}
-				vals[string(x.Value)] = pi
+			if id < 0 {
+				id = int32(len(pairs))
+				next := int32(-1)
+				if ok {
+					next = head
+				}
+				pairs = append(pairs, pairInfo{index: -1, next: next, ino: int32(ino), xi: int32(xi)})
+				first[sum] = id
 			}
-			pi.count++
-			p.pairRefs = append(p.pairRefs, pi)
-			if pi.count == 2 {
-				shareable = append(shareable, sharedXattr{key: x.Name, value: x.Value})
+			if pairs[id].count++; pairs[id].count == 2 {
+				shareable = append(shareable, id)
 			}
+			refs = append(refs, id)
 		}
 	}
-	sort.Slice(shareable, func(i, j int) bool {
-		a, b := shareable[i], shareable[j]
+	first = nil
+	// The table holds the shareable pairs with their own values (a
+	// derived one is only built on demand).
+	p.shared = make([]sharedXattr, len(shareable))
+	for i, id := range shareable {
+		key, value := pair(id, &bufX)
+		p.shared[i] = sharedXattr{key: key, value: bytes.Clone(value), id: id}
+	}
+	sort.Slice(p.shared, func(i, j int) bool {
+		a, b := &p.shared[i], &p.shared[j]
 		if a.key != b.key {
 			return a.key > b.key
 		}
@@ -118,26 +151,31 @@ func (p *plan) chooseShared() {
 		return bytes.Compare(a.value, b.value) > 0
 	})
 	var off int64
-	for i := range shareable {
-		s := &shareable[i]
+	for i := range p.shared {
+		s := &p.shared[i]
 		s.offset = off
 		off += int64(xattrEntrySize(s.key, len(s.value)))
-		pairs[s.key][string(s.value)].index = i
+		pairs[s.id].index = int32(i)
 	}
-	p.shared = shareable
+	// From here on a reference is the shared index of an xattr written as
+	// a shared reference (at most maxSharedRefs per inode), else -1.
+	p.sharedRefs = refs
 	for _, in := range p.inodes {
-		if len(in.xattrs) == 0 {
+		n := in.numXattrs()
+		if n == 0 {
 			continue
 		}
 		size := xattrIBodyHeaderSize
-		for i, x := range in.xattrs {
-			pi := p.pairRefs[int(in.xref)+i]
-			if pi.index >= 0 && in.nShared < maxSharedRefs {
-				in.markShared(i)
+		for i := range n {
+			r := &refs[int(in.xref)+i]
+			if *r = pairs[*r].index; *r >= 0 && in.nShared < maxSharedRefs {
+				in.nShared++
 				size += 4
 				continue
 			}
-			size += xattrEntrySize(x.Name, len(x.Value))
+			*r = -1
+			key, value := in.xattrAt(i, &bufX)
+			size += xattrEntrySize(key, len(value))
 		}
 		if size > math.MaxInt32 {
 			size = math.MaxInt32 // rejected by layout: icount overflows
@@ -146,9 +184,10 @@ func (p *plan) chooseShared() {
 	}
 }
 
-// sharedID returns the shared-table index of an inode's i-th xattr.
+// sharedID returns the shared-table index of an inode's i-th xattr if it
+// is written as a shared reference, else -1.
 func (p *plan) sharedID(in *inode, i int) int {
-	return p.pairRefs[int(in.xref)+i].index
+	return int(p.sharedRefs[int(in.xref)+i])
 }
 
 // dirGroups calls fn for each dirent group [from, to) of ents: the greedy
@@ -176,9 +215,9 @@ func dirGroups(ents []dirent, fn func(from, to int)) int {
 func (in *inode) initialData() {
 	switch in.typ() {
 	case tree.TypeDir:
-		in.nGroups = 0
-		used := dirGroups(in.ents, func(int, int) { in.nGroups++ })
-		in.nBlocks = uint32(in.nGroups - 1)
+		groups := 0
+		used := dirGroups(in.ents, func(int, int) { groups++ })
+		in.nBlocks = uint32(groups - 1)
 		if used > halfBlock {
 			in.nBlocks++
 			used = 0
@@ -217,7 +256,9 @@ func (p *plan) layout() error {
 	pos := int64(inodeStart)
 	for _, in := range p.inodes {
 		in.initialData()
-		in.extended = p.useExtended(in)
+		if p.useExtended(in) {
+			in.flags |= flagExtended
+		}
 		if in.xattrSize > 0 && (in.xattrSize-xattrIBodyHeaderSize)/4+1 > math.MaxUint16 {
 			return fmt.Errorf("%w: xattrs too large", ErrInvalidTree)
 		}
@@ -247,7 +288,7 @@ func (p *plan) layout() error {
 }
 
 func (in *inode) isize() int64 {
-	if in.extended {
+	if in.extended() {
 		return extendedInodeSize
 	}
 	return compactInodeSize

@@ -48,7 +48,7 @@ type plan struct {
 	linkTargets map[*tree.Node]bool
 	minMtime    tree.Time
 	shared      []sharedXattr
-	pairRefs    []*pairInfo // per inode xattr (from inode.xref): its pair
+	sharedRefs  []int32 // per inode xattr (from inode.xref): its shared index, or -1
 	inodesEnd   int64
 	dataStart   int64
 	nBlocks     uint64
@@ -113,13 +113,9 @@ func (p *plan) scan(n *tree.Node, seen map[*tree.Node]bool) bool {
 }
 
 func newInode(n *tree.Node) *inode {
-	in := &inode{src: n, mode: n.Mode, size: n.Size, nlink: n.Nlink, rdev: n.Rdev, xattrs: n.Xattrs}
-	switch n.Type() {
-	case tree.TypeSymlink:
+	in := &inode{src: n, mode: n.Mode, size: n.Size, nlink: n.Nlink, xattrs: n.Xattrs}
+	if n.Type() == tree.TypeSymlink {
 		in.size = uint64(len(n.Target))
-	case tree.TypeChar, tree.TypeBlock:
-	default:
-		in.rdev = 0
 	}
 	return in
 }
@@ -132,16 +128,14 @@ func (p *plan) rewrite(in, parent *inode) error {
 	}
 	for i := range in.xattrs {
 		if k := in.xattrs[i].Name; strings.HasPrefix(k, xattrOverlayPrefix) {
-			in.ownX()
+			in.ownX(2)
 			in.xattrs[i].Name = xattrEscapedPrefix + k[len(xattrOverlayPrefix):]
 		}
 	}
 	switch {
 	case in.isExternal():
-		if err := in.setMetacopy(); err != nil {
-			return err
-		}
-	case in.typ() == tree.TypeChar && in.rdev == 0:
+		in.setMetacopy()
+	case in.typ() == tree.TypeChar && in.rdev() == 0:
 		if err := p.convertWhiteout(in, parent); err != nil {
 			return err
 		}
@@ -151,23 +145,16 @@ func (p *plan) rewrite(in, parent *inode) error {
 	return nil
 }
 
-func (in *inode) setMetacopy() error {
-	var v []byte
-	if d := in.src.Digest; d != nil {
-		v = make([]byte, metacopyHeaderLen+metacopyDigestLen)
-		v[1] = metacopyHeaderLen + metacopyDigestLen
-		v[3] = metacopyDigestSHA256
-		copy(v[metacopyHeaderLen:], d[:])
-	} else {
-		v = []byte{}
-	}
-	if err := in.setXattr(xattrMetacopy, v); err != nil {
-		return err
-	}
+// setMetacopy gives an external file its overlay metacopy xattr (with the
+// digest when known) and, with a payload, its redirect, as derived xattrs.
+// lcfs sets them with its xattr budget counter, which starts at 0 for the
+// writer's copy of a node (§6.6): their cost (at most 7+24+36+12 and
+// 7+24+4096) cannot exceed it, and nothing is set on a file after them.
+func (in *inode) setMetacopy() {
+	in.derived |= derivedMetacopy
 	if in.src.Payload != "" {
-		return in.setXattr(xattrRedirect, append(append(make([]byte, 0, 1+len(in.src.Payload)), '/'), in.src.Payload...))
+		in.derived |= derivedRedirect
 	}
-	return nil
 }
 
 // xattrSet is one xattr assignment of the whiteout conversion.
@@ -192,6 +179,8 @@ func (p *plan) convertWhiteout(in, parent *inode) error {
 	if p.version >= 1 {
 		sets = append(sets, xattrSet{parent, xattrEscOpaque, []byte("x")}, xattrSet{parent, xattrUserOpaque, []byte("x")})
 	}
+	in.ownX(2)
+	parent.ownX(len(sets) - 2)
 	for _, s := range sets {
 		if err := s.in.setXattr(s.key, s.val); err != nil {
 			return err

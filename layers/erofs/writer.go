@@ -47,6 +47,7 @@ type emitter struct {
 	p   *plan
 	off int64
 	buf []byte
+	val []byte // derived xattr values (see xattrAt)
 	err error
 }
 
@@ -115,7 +116,7 @@ func (in *inode) iSize() uint64 {
 func (in *inode) iU() uint32 {
 	switch in.typ() {
 	case tree.TypeChar, tree.TypeBlock:
-		return in.rdev
+		return in.rdev()
 	case tree.TypeReg:
 		if in.isExternal() {
 			// The chunk format overwrites the low half of the block
@@ -152,7 +153,7 @@ func appendInode(b []byte, in *inode) []byte {
 	format := in.layoutOf() << 1
 	le.PutUint16(d[offIXattrICount:], uint16(icount))
 	le.PutUint16(d[offIMode:], uint16(in.mode))
-	if !in.extended {
+	if !in.extended() {
 		le.PutUint16(d[offIFormat:], format)
 		le.PutUint16(d[offCNlink:], uint16(in.nlink))
 		le.PutUint32(d[offCSize:], uint32(in.iSize()))
@@ -179,9 +180,10 @@ func (e *emitter) appendXattrBody(b []byte, in *inode) []byte {
 	if in.xattrSize == 0 {
 		return b
 	}
+	n := in.numXattrs()
 	var filter uint32
-	for _, x := range in.xattrs {
-		idx, name := xattrIndex(x.Name)
+	for i := range n {
+		idx, name := xattrIndex(in.xattrKey(i))
 		filter |= 1 << (xxh32([]byte(name), xattrFilterSeed+uint32(idx)) & 31)
 	}
 	var hdr [xattrIBodyHeaderSize]byte
@@ -189,15 +191,15 @@ func (e *emitter) appendXattrBody(b []byte, in *inode) []byte {
 	hdr[offXhSharedCount] = uint8(in.nShared)
 	b = append(b, hdr[:]...)
 	base := e.p.inodesEnd % blkSize
-	for i := range in.xattrs {
-		if in.isShared(i) {
-			s := e.p.shared[e.p.sharedID(in, i)]
-			b = le.AppendUint32(b, uint32((base+s.offset)/4))
+	for i := range n {
+		if id := e.p.sharedID(in, i); id >= 0 {
+			b = le.AppendUint32(b, uint32((base+e.p.shared[id].offset)/4))
 		}
 	}
-	for i, x := range in.xattrs {
-		if !in.isShared(i) {
-			b = appendXattrEntry(b, x.Name, x.Value)
+	for i := range n {
+		if e.p.sharedID(in, i) < 0 {
+			key, value := in.xattrAt(i, &e.val)
+			b = appendXattrEntry(b, key, value)
 		}
 	}
 	return b
@@ -224,13 +226,9 @@ func appendTail(b []byte, in *inode) []byte {
 	}
 	switch in.typ() {
 	case tree.TypeDir:
-		g := 0
-		dirGroups(in.ents, func(from, to int) {
-			if g++; g == int(in.nGroups) {
-				b = appendDirents(b, in, from, to)
-			}
-		})
-		return b
+		last, end := 0, 0
+		dirGroups(in.ents, func(from, to int) { last, end = from, to })
+		return appendDirents(b, in, last, end)
 	case tree.TypeSymlink:
 		return append(b, in.src.Target...)
 	case tree.TypeReg:
