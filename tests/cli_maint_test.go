@@ -30,6 +30,8 @@ type dfReport struct {
 		HostSharedBytes int64
 		StoreBytes      int64
 		PlainBytes      int64
+		FlatImages      int
+		FlatImageBytes  int64
 	}
 }
 
@@ -183,4 +185,47 @@ func corruptObject(t *testing.T, objs []string, size int64) {
 		}
 	}
 	t.Fatalf("no %d-byte object to corrupt", size)
+}
+
+// TestCLIGCFlattenedImages: df counts the flattened image cache; gc
+// keeps the images of chains a container stands on or an image tops,
+// and drops those of chains nothing uses (here: a layer below the
+// image's top mounted on its own, as c/storage's check does).
+func TestCLIGCFlattenedImages(t *testing.T) {
+	testutil.RequireRoot(t)
+	layout := filepath.Join(t.TempDir(), "layout")
+	testImage(t, layout)
+	c := newCLI(t, "cfs")
+	c.ok("pull", "-q", "oci:"+layout+":v1")
+	c.ok("create", "--name", "keeper", "localhost/layout:v1")
+	c.ok("mount", "keeper") // builds the image's flattened image
+	c.ok("umount", "keeper")
+	store := openStoreAt(t, c.root, c.runroot)
+	img, err := store.Image("localhost/layout:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	top, err := store.Layer(img.TopLayer)
+	if err != nil || top.Parent == "" {
+		t.Fatalf("image top %v, parent %q: want a layer below it", err, top.Parent)
+	}
+	if _, err := store.Mount(top.Parent, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Unmount(top.Parent, true); err != nil {
+		t.Fatal(err)
+	}
+	store.Shutdown(true)
+	if r := c.df(); r.Total.FlatImages != 2 || r.Total.FlatImageBytes == 0 {
+		t.Fatalf("df after two chains mounted: %d flattened images, %d bytes; want 2", r.Total.FlatImages, r.Total.FlatImageBytes)
+	}
+	if out := c.ok("gc"); !strings.Contains(out, "removed 1 flattened images") {
+		t.Fatalf("gc with one chain no image tops:\n%s", out)
+	}
+	if r := c.df(); r.Total.FlatImages != 1 {
+		t.Fatalf("df after gc: %d flattened images, want the container's", r.Total.FlatImages)
+	}
+	if out := c.ok("gc"); strings.Contains(out, "flattened") {
+		t.Fatalf("gc dropped the flattened image a container stands on:\n%s", out)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/docker/go-units"
+	storage "go.podman.io/storage"
 
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/app"
 	"github.com/cfs-storage/cfs-storage/driver"
@@ -46,6 +47,13 @@ func GCCommand() app.Command {
 				fmt.Fprintf(g.Stdout, "driver %s has no shared object store: only containers/storage leftovers were removed\n", store.GraphDriverName())
 				return nil
 			}
+			flat, err := dropUnusedFlatImages(store, ext)
+			if err != nil {
+				return fmt.Errorf("gc: %w", err)
+			}
+			if flat.Removed > 0 {
+				fmt.Fprintf(g.Stdout, "removed %d flattened images (%s) of chains no image or container uses\n", flat.Removed, units.HumanSize(float64(flat.Bytes)))
+			}
 			rep, err := ext.Objects().GC(ctx)
 			if err != nil {
 				return fmt.Errorf("gc of the object store %s: %w", ext.Objects().Root(), err)
@@ -59,4 +67,58 @@ func GCCommand() app.Command {
 			return nil
 		},
 	}
+}
+
+// flatReport says what dropUnusedFlatImages did.
+type flatReport struct {
+	Removed int
+	Bytes   int64
+}
+
+// dropUnusedFlatImages removes the cached flattened images of chains
+// that no image tops and no container stands on: a mount builds only
+// its own chain's image, but images and containers removed since leave
+// theirs behind. Dropping an image a mount uses is harmless (the mount
+// holds it open); the next mount would build it again.
+func dropUnusedFlatImages(store storage.Store, ext driver.Extension) (flatReport, error) {
+	var rep flatReport
+	flat, err := ext.FlatImages()
+	if err != nil {
+		return rep, err
+	}
+	keep := map[string]bool{}
+	imgs, err := store.Images()
+	if err != nil {
+		return rep, fmt.Errorf("list images: %w", err)
+	}
+	for _, img := range imgs {
+		keep[img.TopLayer] = true
+		for _, m := range img.MappedTopLayers {
+			keep[m] = true
+		}
+	}
+	ctrs, err := store.Containers()
+	if err != nil {
+		return rep, fmt.Errorf("list containers: %w", err)
+	}
+	for _, c := range ctrs {
+		keep[c.LayerID] = true
+		if l, err := store.Layer(c.LayerID); err == nil {
+			keep[l.Parent] = true // a container mounts its parent's chain
+		}
+	}
+	for id, n := range flat {
+		if keep[id] {
+			continue
+		}
+		removed, err := ext.DropFlatImage(id)
+		if err != nil {
+			return rep, err
+		}
+		if removed {
+			rep.Removed++
+			rep.Bytes += n
+		}
+	}
+	return rep, nil
 }

@@ -82,6 +82,7 @@ func Write(w io.Writer, u *Usage) error {
 	if objects {
 		fmt.Fprintf(w, "  objects:            %d, %s (%s on disk), %s shared with the host\n", t.Objects, size(t.ObjectBytes), size(t.ObjectDiskBytes), size(t.HostSharedBytes))
 		fmt.Fprintf(w, "  metadata:           %s (composefs images, flattened image cache)\n", size(t.MetadataBytes))
+		fmt.Fprintf(w, "  flattened images:   %d, %s (a cache: one per chain mounted)\n", t.FlatImages, size(t.FlatImageBytes))
 	}
 	fmt.Fprintf(w, "  total:              %s\n", size(t.StoreBytes))
 	if objects && t.HostSharedBytes > 0 {

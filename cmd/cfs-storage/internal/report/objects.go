@@ -121,6 +121,14 @@ func objectTotals(ctx context.Context, u *Usage, ext driver.Extension) error {
 	u.Total.Objects, u.Total.ObjectBytes, u.Total.ObjectDiskBytes = st.Objects, st.Bytes, st.DiskBytes
 	u.Total.HostSharedBytes = st.Shared.Bytes
 	u.Total.MetadataBytes += cache
+	flat, err := ext.FlatImages()
+	if err != nil {
+		return err
+	}
+	for _, n := range flat {
+		u.Total.FlatImages++
+		u.Total.FlatImageBytes += n
+	}
 	u.Total.StoreBytes = st.DiskBytes + u.Total.MetadataBytes
 	return nil
 }
