@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/app"
 	"github.com/cfs-storage/cfs-storage/dedup/fsverity"
@@ -121,6 +123,11 @@ func writeImage(t *tree.Tree, dst string, opts erofs.Options, printDigest bool, 
 		}
 		defer os.Remove(f.Name())
 		defer f.Close()
+		// The mode fopen(3) gives the reference's image: 0666 less the
+		// umask (CreateTemp makes it 0600).
+		if err := f.Chmod(0o666 &^ umask()); err != nil {
+			return fmt.Errorf("mkcomposefs: %w", err)
+		}
 		w = f
 	}
 	h := fsverity.New()
@@ -139,6 +146,21 @@ func writeImage(t *tree.Tree, dst string, opts erofs.Options, printDigest bool, 
 		fmt.Fprintln(g.Stdout, fsverity.Hex(h.Sum32()))
 	}
 	return nil
+}
+
+// umask returns the process's file mode creation mask.
+func umask() os.FileMode {
+	data, err := os.ReadFile("/proc/self/status")
+	if err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+				if m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
+					return os.FileMode(m)
+				}
+			}
+		}
+	}
+	return 0o022
 }
 
 func dirOf(p string) string {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/app"
@@ -123,6 +124,17 @@ func TestMkcomposefsStrictEnv(t *testing.T) {
 	want, err := build(t, exact)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The image gets the mode the reference's fopen gives it.
+	old := syscall.Umask(0o027)
+	img := filepath.Join(t.TempDir(), "image")
+	_, err = run(t, "mkcomposefs", "--from-file", exact, img)
+	syscall.Umask(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(img); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("image mode %v (%v), want 0640 under umask 027", fi.Mode(), err)
 	}
 	t.Run("unset", func(t *testing.T) {
 		setStrict(t, false)
