@@ -12,11 +12,12 @@ export GOFLAGS := -tags=$(TAGS)
 
 # Debian packages the tests and the benchmark use.
 APT_PACKAGES := ostree crun runc debootstrap xfsprogs attr erofs-utils fsverity \
-	e2fsprogs util-linux docker-registry
+	e2fsprogs util-linux docker-registry \
+	conmon netavark busybox-static libseccomp-dev libsqlite3-dev gcc libc6-dev pkg-config
 
 BIN := bin
 
-.PHONY: all deps build test bench vet clean
+.PHONY: all deps build test bench vet clean podman
 
 all: build
 
@@ -31,7 +32,14 @@ vet: deps
 	$(GO) vet ./...
 
 test: vet
+	@scripts/build-podman.sh || echo "make test: no bin/podman (TestPodman says why)"
 	@scripts/run-tests.sh
+
+# bin/podman with the cfs driver vendored in, from PODMAN_SRC (default
+# ../shared/podman/podman-src.tar.xz): scripts/build-podman.sh, quick when
+# nothing changed. make test builds it first; tests/podman_test.go uses it.
+podman: deps
+	@scripts/build-podman.sh
 
 # The main job: the benchmark on its default corpus (built on the first
 # run with debootstrap from deb.debian.org, then cached under

@@ -24,10 +24,15 @@
 #   PODMAN_BUILD_DIR  the build directory (default .cache/podman-build,
 #                     gitignored; wiped for every build)
 #   PODMAN_TAGS       build tags (default below)
+#   PODMAN_CACHE      where built binaries are kept by input hash, so that
+#                     another clone on this machine (CI's) copies instead of
+#                     building (default ~/.cache/cfs-storage/podman; "" for
+#                     none; the three newest are kept)
 #
 # Nothing is rebuilt when the binary exists and a hash of the inputs (the
 # source, our packages, go.mod/go.sum, this script, the Go version and the
-# tags) equals the one recorded beside it in PODMAN_OUT.inputs.
+# tags) equals the one recorded beside it in PODMAN_OUT.inputs, or when
+# PODMAN_CACHE has a binary of that hash.
 # Exit status: 0 built or up to date, 2 no podman source, 1 anything else.
 set -euo pipefail
 
@@ -37,6 +42,7 @@ src=${PODMAN_SRC:-$repo/../shared/podman/podman-src.tar.xz}
 out=${PODMAN_OUT:-$repo/bin/podman}
 build=${PODMAN_BUILD_DIR:-$repo/.cache/podman-build}
 tags=${PODMAN_TAGS:-exclude_graphdriver_btrfs containers_image_openpgp libsqlite3 seccomp}
+cache=${PODMAN_CACHE-${XDG_CACHE_HOME:-$HOME/.cache}/cfs-storage/podman}
 module=github.com/cfs-storage/cfs-storage
 # The packages the driver needs, in import order (checked below against
 # `go list -deps`, so a new internal import cannot be forgotten).
@@ -88,6 +94,14 @@ fi
 hash=$( (echo "$version"; inputs_hash) | sha256sum | cut -d' ' -f1)
 if [ -x "$out" ] && [ "$(cat "$out.inputs" 2>/dev/null)" = "$hash" ]; then
 	echo "build-podman: $out is up to date (inputs $hash)"
+	exit 0
+fi
+# Binaries built from the same inputs by another clone on this machine.
+if [ -n "$cache" ] && [ -x "$cache/$hash" ]; then
+	mkdir -p "$(dirname "$out")"
+	cp "$cache/$hash" "$out.tmp" && mv "$out.tmp" "$out"
+	echo "$hash" >"$out.inputs"
+	echo "build-podman: $out taken from the cache $cache (inputs $hash)"
 	exit 0
 fi
 
@@ -177,4 +191,9 @@ mkdir -p "$(dirname "$out")"
 "$go" build -mod=vendor -trimpath -buildvcs=false -tags "$tags" -o "$out.tmp" ./cmd/podman
 mv "$out.tmp" "$out"
 echo "$hash" >"$out.inputs"
+if [ -n "$cache" ] && mkdir -p "$cache" 2>/dev/null; then
+	cp "$out" "$cache/$hash.tmp" && mv "$cache/$hash.tmp" "$cache/$hash"
+	# Keep the three newest.
+	ls -t "$cache" | tail -n +4 | while read -r old; do rm -f "$cache/$old"; done
+fi
 echo "build-podman: built $out in $(($(date +%s) - start))s ($("$out" --version))"
