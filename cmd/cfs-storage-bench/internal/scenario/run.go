@@ -27,7 +27,7 @@ import (
 )
 
 // All lists the scenarios in the order they run on a store.
-var All = []string{"pull", "disk", "start", "memory", "depth"}
+var All = []string{"pull", "disk", "start", "memory", "depth", "podman"}
 
 // Drivers lists the drivers the benchmark knows.
 var Drivers = []string{"cfs", "cfs-nohost", "overlay", "vfs"}
@@ -66,6 +66,8 @@ type runner struct {
 	memFiles []string
 	// dfMissing is set when df could not run for want of the CLI.
 	dfMissing bool
+	// podmanMissing is set when the podman scenario found no podman.
+	podmanMissing bool
 }
 
 // Run runs the selected scenarios on every selected driver and returns
@@ -202,7 +204,10 @@ func (r *runner) runAll(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	return r.step(ctx, "depth", "all drivers", r.want("depth"), func() error { return r.depthScenario(ctx, stores) })
+	if err := r.step(ctx, "depth", "all drivers", r.want("depth"), func() error { return r.depthScenario(ctx, stores) }); err != nil {
+		return err
+	}
+	return r.step(ctx, "podman", strings.Join(podmanLabels, ", "), r.want("podman"), func() error { return r.podmanScenario(ctx) })
 }
 
 // step runs one scenario step when on, with a progress line and errors
@@ -265,5 +270,12 @@ func (r *runner) notes() []string {
 		"memory: drop_caches, the host reads the file set through its checkout, then the same paths are read through a container's mount; growth of Cached+Buffers in /proc/meminfo, and the data pages newly resident under the container's files (mincore through the mount, which reports the backing file's pages).",
 		fmt.Sprintf("depth: synthetic images of %v layers (quick corpus: %v), one chain put with store.PutLayer; the first mount of each is timed alone, then mount and a full start (/bin/true) are timed over the runs, the drivers interleaved run by run.", Depths, QuickDepths),
 	)
+	if r.want("podman") {
+		if r.podmanMissing {
+			n = append(n, "podman: not run, no bin/podman next to cfs-storage-bench (`make podman` builds podman with the cfs driver linked in).")
+		} else {
+			n = append(n, "podman: bin/podman (podman with the cfs driver linked in, `make podman`) with runc, in a private mount namespace with cgroup2 at /sys/fs/cgroup, a store of its own per driver (cfs with host_repo set to the corpus's host repo); `pull time` is `podman pull` of every corpus image from the OCI layout into an empty store after drop_caches and a read of the blobs, the median of min(pull runs, 3) rounds, the drivers interleaved; `run --rm true` is the wall time of `podman run --rm START-IMAGE /bin/true` over the runs after one warm-up, the drivers interleaved run by run (rotating which goes first), an untimed syncfs after each.")
+		}
+	}
 	return n
 }
