@@ -12,12 +12,12 @@ export GOFLAGS := -tags=$(TAGS)
 
 # Debian packages the tests and the benchmark use.
 APT_PACKAGES := ostree crun runc debootstrap xfsprogs attr erofs-utils fsverity \
-	e2fsprogs util-linux docker-registry \
+	e2fsprogs util-linux docker-registry bats jq \
 	conmon netavark busybox-static libseccomp-dev libsqlite3-dev gcc libc6-dev pkg-config
 
 BIN := bin
 
-.PHONY: all deps build test bench vet clean podman
+.PHONY: all deps build test bench vet clean podman cstorage-suite
 
 all: build
 
@@ -40,6 +40,12 @@ test: vet
 # nothing changed. make test builds it first; tests/podman_test.go uses it.
 podman: deps
 	@scripts/build-podman.sh
+
+# containers/storage's own integration suite (tests/*.bats of
+# go.podman.io/storage) on the cfs driver, alone (make test runs it too).
+# SUITE_ARGS="--driver overlay" for comparison, or a few FILE.bats.
+cstorage-suite: deps
+	@scripts/cstorage-suite.sh $(SUITE_ARGS)
 
 # The main job: the benchmark on its default corpus (built on the first
 # run with debootstrap from deb.debian.org, then cached under

@@ -33,6 +33,9 @@
 # the limit for one .bats file (default 30m). TAP logs and failure details
 # stay in the scratch directory's logs/ (its path is printed).
 set -uo pipefail
+# The whole script is one compound command, read before any of it runs, so
+# that editing this file does not disturb a run in progress.
+{
 
 driver=cfs
 files=()
@@ -317,3 +320,5 @@ fi
 echo "cstorage-suite: $((elapsed / 60)) min $((elapsed % 60)) s; logs in $work/logs"
 echo "c/storage suite ($driver): $passed passed, $failed failed, $skipped skipped, $xfail expected failures"
 [ "$failed" -eq 0 ] && [ "$((passed + skipped + xfail))" -gt 0 ]
+exit
+}

@@ -2,8 +2,12 @@
 # run-tests.sh: runs every Go test (GOFLAGS from the Makefile carries the
 # build tags), keeps the verbose log, prints the per-package summary lines
 # and a closing "N passed, N failed, N skipped" line, then runs each fuzz
-# target for FUZZTIME (default 10s; 0 skips fuzzing), and exits non-zero
-# on any failure. Extra arguments go to `go test`.
+# target for FUZZTIME (default 10s; 0 skips fuzzing), then containers/
+# storage's own integration suite on the cfs driver (scripts/cstorage-suite.sh;
+# CSTORAGE_SUITE=0 leaves it out, CSTORAGE_SUITE_ARGS passes it options or
+# a few FILE.bats), whose counts are added into the closing
+# line (its expected failures count as skipped), and exits non-zero on any
+# failure. Extra arguments go to `go test`.
 set -uo pipefail
 log=${TEST_LOG:-$(mktemp /tmp/cfs-test-XXXXXX.log)}
 go test -count=1 -timeout 45m -v "$@" ./... >"$log" 2>&1
@@ -33,5 +37,29 @@ if [ "$fuzztime" != "0" ]; then
 		fi
 	done
 fi
+# containers/storage's tests/*.bats on cfs (about 10 minutes; it skips with a
+# message when not root, and fails instead when CI=true).
+suite_failed=0
+if [ "${CSTORAGE_SUITE:-1}" != "0" ]; then
+	# shellcheck disable=SC2086 # CSTORAGE_SUITE_ARGS: options and files, split on spaces
+	"$(dirname "$0")/cstorage-suite.sh" ${CSTORAGE_SUITE_ARGS:-} >"$log.cstorage" 2>&1
+	suite_rc=$?
+	# its progress and judgement, without the per-file, skip and
+	# expected-failure lines (all in $log.cstorage)
+	grep -vE '^  [^ ]' "$log.cstorage"
+	counts=$(sed -nE 's/^c\/storage suite \([^)]*\): ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped, ([0-9]+) expected failures$/\1 \2 \3 \4/p' "$log.cstorage" | tail -1)
+	if [ -n "$counts" ]; then
+		read -r s_passed s_failed s_skipped s_xfail <<<"$counts"
+		passed=$((passed + s_passed))
+		failed=$((failed + s_failed))
+		skipped=$((skipped + s_skipped + s_xfail))
+	fi
+	if [ "$suite_rc" -ne 0 ]; then
+		suite_failed=1
+		# a suite that could not run counts as one failure
+		[ -n "$counts" ] && [ "$s_failed" -gt 0 ] || failed=$((failed + 1))
+		echo "c/storage suite: FAILED (full output: $log.cstorage)"
+	fi
+fi
 echo "tests: $passed passed, $failed failed, $skipped skipped"
-[ "$rc" -eq 0 ] && [ "$failed" -eq 0 ] && [ "$fuzz_failed" -eq 0 ]
+[ "$rc" -eq 0 ] && [ "$failed" -eq 0 ] && [ "$fuzz_failed" -eq 0 ] && [ "$suite_failed" -eq 0 ]
