@@ -181,7 +181,7 @@ for round in 1 2 3 4 5 6 7 8; do
 				END { if (inmod) print p }' vendor/modules.txt >vendor/modules.txt.new
 			mv vendor/modules.txt.new vendor/modules.txt
 		else
-			printf '# %s %s\n## explicit; go %s\n%s\n' "$mpath" "$mver" "${mgo:-1.17}" "$p" >>vendor/modules.txt
+			printf '# %s %s\n## explicit%s\n%s\n' "$mpath" "$mver" "${mgo:+; go $mgo}" "$p" >>vendor/modules.txt
 			"$go" mod edit -require="$mpath@$mver"
 		fi
 	done
