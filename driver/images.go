@@ -67,8 +67,19 @@ var imageOptions = erofs.Options{MinVersion: 0, MaxVersion: 0}
 // records the image's fs-verity digest beside it (path + ".digest", put
 // in place before the image so that every image has its digest).
 func writeImage(path string, t *tree.Tree) error {
+	return writeImageVerity(path, t, false)
+}
+
+// writeImageVerity is writeImage that, with verity, also enables
+// fs-verity on the image before it is renamed into place, so that the
+// kernel can measure it at mount (see openImage).
+func writeImageVerity(path string, t *tree.Tree, verity bool) error {
 	var digest [fsverity.Size]byte
+	var tmp string
 	err := writeAtomicThen(path, func(w io.Writer) error {
+		if f, ok := w.(*os.File); ok {
+			tmp = f.Name()
+		}
 		h := fsverity.New()
 		if err := erofs.Write(io.MultiWriter(w, h), t, imageOptions); err != nil {
 			return err
@@ -76,6 +87,14 @@ func writeImage(path string, t *tree.Tree) error {
 		digest = h.Sum32()
 		return nil
 	}, func() error {
+		if verity {
+			if tmp == "" {
+				return errors.New("fs-verity: no temporary file to enable it on")
+			}
+			if err := enableFileVerity(tmp); err != nil {
+				return err
+			}
+		}
 		return writeFileAtomic(path+digestSuffix, []byte(fsverity.Hex(digest)+"\n"))
 	})
 	return err
@@ -249,9 +268,10 @@ const maxChainDepth = 4096
 // writer is deterministic, so concurrent builders agree.
 //
 // A cached image is checked against its recorded digest before its first
-// mount in this open store, and refused if damaged.
+// mount in this open store, and refused if damaged (see checkFlatImage
+// for stores with fs-verity).
 func (d *core) ensureFlat(ctx context.Context, id string) error {
-	if err := d.checks.verify(d.flatImage(id)); err == nil {
+	if err := d.checkFlatImage(d.flatImage(id)); err == nil {
 		return nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return flatImageError(id, err)
@@ -260,7 +280,7 @@ func (d *core) ensureFlat(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeImage(d.flatImage(id), flat); err != nil {
+	if err := writeImageVerity(d.flatImage(id), flat, d.imageVerity()); err != nil {
 		return fmt.Errorf("cfs: flatten %s: %w", id, err)
 	}
 	d.checks.trust(d.flatImage(id))

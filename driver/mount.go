@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -84,21 +85,28 @@ func (d *core) mount(id string, m layerMeta, image string, opts mountOptions) er
 	if err != nil {
 		return err
 	}
+	base := []string{"metacopy=on", "redirect_dir=on"}
+	if v := d.overlayVerity(); v != "" {
+		base = append(base, v)
+	}
 	spec := overlaySpec{
 		Lower:   filepath.Join(d.home, "empty"),
-		Options: append([]string{"metacopy=on", "redirect_dir=on"}, extra...),
+		Options: append(base, extra...),
 		Flags:   flags,
 		Label:   opts.MountLabel,
 	}
+	erofsFD := -1
 	if image != "" {
 		// The EROFS mount is detached (in no mount table) and named to
 		// overlay through our descriptor; it goes away with the overlay.
-		fd, err := openErofs(image)
+		// With fs-verity the image's measured digest is checked first.
+		fd, err := d.openImage(image)
 		if err != nil {
 			return err
 		}
 		defer unix.Close(fd)
 		spec.Lower, spec.Data = "/proc/self/fd/"+strconv.Itoa(fd), d.objects.ObjectsDir()
+		erofsFD = fd
 	} else if err := os.MkdirAll(spec.Lower, 0o755); err != nil {
 		return err
 	}
@@ -118,6 +126,49 @@ func (d *core) mount(id string, m layerMeta, image string, opts mountOptions) er
 			spec.Options = append(spec.Options, "volatile")
 		}
 	}
+	if erofsFD >= 0 {
+		return d.mountOnErofs(id, merged, spec, erofsFD)
+	}
+	return mountOverlay(merged, spec)
+}
+
+// detachedLowerRefused is set once the kernel has refused a detached
+// mount as an overlay layer: kernels before 6.15 cannot clone one
+// ("overlayfs: failed to clone lowerpath" in the kernel log, EINVAL).
+var detachedLowerRefused atomic.Bool
+
+// mountOnErofs mounts the overlay of spec, whose lower layer is the
+// detached EROFS mount erofsFD. Where the kernel refuses a detached
+// layer, the EROFS mount is attached at lowerMount(id) while the overlay
+// is created (the overlay keeps a private clone of it), then detached
+// again, as libcomposefs does on such kernels.
+func (d *core) mountOnErofs(id, merged string, spec overlaySpec, erofsFD int) error {
+	if !detachedLowerRefused.Load() {
+		err := mountOverlay(merged, spec)
+		if !errors.Is(err, unix.EINVAL) {
+			return err
+		}
+		if aerr := d.mountAttached(id, merged, spec, erofsFD); aerr != nil {
+			return fmt.Errorf("%w (and with the EROFS mount attached: %w)", err, aerr)
+		}
+		detachedLowerRefused.Store(true)
+		return nil
+	}
+	return d.mountAttached(id, merged, spec, erofsFD)
+}
+
+// mountAttached attaches the detached EROFS mount erofsFD at
+// lowerMount(id), mounts the overlay on it, and detaches it again.
+func (d *core) mountAttached(id, merged string, spec overlaySpec, erofsFD int) error {
+	lower := d.lowerMount(id)
+	if err := os.MkdirAll(lower, 0o700); err != nil {
+		return err
+	}
+	if err := unix.MoveMount(erofsFD, "", unix.AT_FDCWD, lower, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("attach the EROFS mount at %s: %w", lower, err)
+	}
+	defer unix.Unmount(lower, unix.MNT_DETACH)
+	spec.Lower = lower
 	return mountOverlay(merged, spec)
 }
 
