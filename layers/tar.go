@@ -41,7 +41,10 @@ type tarWriter struct {
 
 func (w *tarWriter) dir(ctx context.Context, dir *tree.Node, at string) error {
 	if isOpaque(dir) { // the root too: a layer may hide everything below it
-		if err := w.tw.WriteHeader(&tar.Header{Name: at + WhiteoutOpaque, Typeflag: tar.TypeReg, Mode: 0o644, ModTime: mtime(dir)}); err != nil {
+		// As c/storage's overlay driver writes it: the directory's
+		// permissions and owner, no time.
+		hdr := &tar.Header{Name: at + WhiteoutOpaque, Typeflag: tar.TypeReg, Mode: int64(dir.Mode & 0o777), Uid: int(dir.UID), Gid: int(dir.GID)}
+		if err := w.tw.WriteHeader(hdr); err != nil {
 			return fmt.Errorf("layers: write %s: %w", at+WhiteoutOpaque, err)
 		}
 	}
@@ -79,7 +82,9 @@ func (w *tarWriter) entry(p string, n *tree.Node) error {
 	}
 	if n.IsWhiteout() {
 		dir, base := path.Split(p)
-		hdr := &tar.Header{Name: dir + WhiteoutPrefix + base, Typeflag: tar.TypeReg, Mode: 0o644, ModTime: mtime(n)}
+		// As c/storage's overlay driver writes it: mode 0, the whiteout
+		// device's owner and time.
+		hdr := &tar.Header{Name: dir + WhiteoutPrefix + base, Typeflag: tar.TypeReg, Mode: 0, Uid: int(n.UID), Gid: int(n.GID), ModTime: mtime(n)}
 		if err := w.tw.WriteHeader(hdr); err != nil {
 			return fmt.Errorf("layers: write whiteout %s: %w", p, err)
 		}

@@ -1,9 +1,12 @@
 package tests
 
 import (
+	"archive/tar"
+	"bytes"
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -25,7 +28,7 @@ import (
 func TestContainerCommit(t *testing.T) {
 	testutil.RequireRoot(t)
 	tars := layerTars(t)
-	views := map[string][]string{}
+	views, whiteouts := map[string][]string{}, map[string][]string{}
 	for _, driver := range []string{"overlay", "cfs"} {
 		store := openStore(t, driver)
 		parent := putLayers(t, store, "", tars...)
@@ -53,6 +56,7 @@ func TestContainerCommit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		whiteouts[driver] = whiteoutHeaders(t, diff)
 		committed := putLayers(t, store, parent, diff)
 		_, mnt2, unmount2 := mountNewContainer(t, store, committed)
 		after, err := testutil.ListTree(mnt2)
@@ -66,6 +70,12 @@ func TestContainerCommit(t *testing.T) {
 				driver, strings.Join(before, "\n"), strings.Join(after, "\n"))
 		}
 		views[driver] = after
+	}
+	// Whiteouts and opaque markers are written as overlay writes them,
+	// and only where overlay writes them.
+	if !slices.Equal(whiteouts["overlay"], whiteouts["cfs"]) {
+		t.Errorf("whiteout entries of the committed layer differ:\n--- overlay\n%s\n--- cfs\n%s",
+			strings.Join(whiteouts["overlay"], "\n"), strings.Join(whiteouts["cfs"], "\n"))
 	}
 	// What the container changed carries the time of the change, which
 	// differs between the two runs.
@@ -94,6 +104,10 @@ func changeContainer(t *testing.T, root string) {
 		func() error { return os.RemoveAll(in("becomes-dir")) },
 		func() error { return os.Rename(in("owned"), in("owned-renamed")) },
 		func() error { return os.Symlink("/etc/new.conf", in("etc/link")) },
+		func() error { return os.RemoveAll(in("etc/small.d")) }, // re-made below: opaque
+		func() error { return os.Mkdir(in("etc/small.d"), 0o750) },
+		func() error { return os.WriteFile(in("etc/small.d/fresh"), []byte("fresh"), 0o644) },
+		func() error { return os.MkdirAll(in("brand/new"), 0o755) }, // nothing below: not opaque
 	}
 	for i, step := range steps {
 		if err := step(); err != nil {
@@ -120,5 +134,27 @@ func withoutRunMtimes(lines []string) []string {
 		fields = slices.DeleteFunc(fields, func(f string) bool { return strings.HasPrefix(f, "mtime=") && f != epoch })
 		out[i] = strings.Join(fields, " ")
 	}
+	return out
+}
+
+// whiteoutHeaders lists the whiteout and opaque-marker entries of a
+// layer tar: name, mode and owner, sorted.
+func whiteoutHeaders(t *testing.T, layer []byte) []string {
+	t.Helper()
+	var out []string
+	tr := tar.NewReader(bytes.NewReader(layer))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(path.Base(h.Name), ".wh.") {
+			out = append(out, fmt.Sprintf("%s mode=%o owner=%d:%d", strings.TrimPrefix(h.Name, "./"), h.Mode, h.Uid, h.Gid))
+		}
+	}
+	slices.Sort(out)
 	return out
 }
