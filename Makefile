@@ -14,6 +14,9 @@ export GOFLAGS := -tags=$(TAGS)
 APT_PACKAGES := ostree crun runc debootstrap xfsprogs attr erofs-utils fsverity \
 	e2fsprogs util-linux docker-registry bats jq \
 	conmon netavark busybox-static libseccomp-dev libsqlite3-dev gcc libc6-dev pkg-config
+# The fs-verity test (tests/vm) boots Debian's 6.12 kernel in QEMU; its
+# scripts/vm-kernel.sh fetches the kernel package.
+APT_PACKAGES += qemu-system-x86 busybox-static xz-utils
 
 BIN := bin
 
