@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cfs-storage/cfs-storage/dedup/fsverity"
 )
@@ -57,13 +60,20 @@ func (d *core) checkFlatImage(path string) error {
 	if err := d.checks.verify(path); err != nil {
 		return err
 	}
-	if err := enableFileVerity(path); err != nil {
-		if d.opts.Verity == "auto" && errors.Is(err, fsverity.ErrNotSupported) {
+	for try := 0; ; try++ {
+		err := enableFileVerity(path)
+		switch {
+		case err == nil:
+			return measureImage(path)
+		case d.opts.Verity == "auto" && errors.Is(err, fsverity.ErrNotSupported):
 			return nil
+		case errors.Is(err, unix.EBUSY) && try < 100:
+			// Another process is enabling it right now.
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
 		return fmt.Errorf("image %s: %w", path, err)
 	}
-	return measureImage(path)
 }
 
 // openImage makes the detached EROFS mount of a flattened image. With
