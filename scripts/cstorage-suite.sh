@@ -30,8 +30,9 @@
 #
 # Environment: CSTORAGE_TMPDIR (default /var/tmp) holds the scratch
 # directory; CSTORAGE_KEEP=1 keeps the scratch stores; CSTORAGE_TIMEOUT is
-# the limit for one .bats file (default 30m). TAP logs and failure details
-# stay in the scratch directory's logs/ (its path is printed).
+# the limit for one .bats file (default 30m). After a failing run the TAP
+# logs and failure details stay in the scratch directory's logs/ (its path
+# is printed); a passing run leaves nothing.
 set -uo pipefail
 # The whole script is one compound command, read before any of it runs, so
 # that editing this file does not disturb a run in progress.
@@ -82,6 +83,9 @@ die() {
 
 [ "$(id -u)" -eq 0 ] || cannot_run "needs root (mounts, chown)"
 command -v bats >/dev/null || cannot_run "bats is not installed (make deps installs it)"
+# An expected failure must name the missing feature's issue (18 or 20).
+bad=$(grep -vE '^[[:space:]]*(#|$)' "$expected_list" 2>/dev/null | grep -vE '#.*issue (18|20)\b')
+[ -z "$bad" ] || die "entries of $expected_list without a comment naming issue 18 or 20: $bad"
 export PATH=/usr/local/go/bin:$PATH
 export GOFLAGS=${GOFLAGS:--tags=containers_image_openpgp,exclude_graphdriver_btrfs}
 cd "$repo" || exit 1
@@ -98,10 +102,13 @@ unmount_under() {
 		sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
 }
 cleanup() {
+	local rc=$?
 	[ -n "$build" ] && rm -rf "$build"
 	unmount_under "$work"
 	if [ "${CSTORAGE_KEEP:-0}" = 1 ]; then
 		echo "cstorage-suite: scratch kept in $work"
+	elif [ "$rc" -eq 0 ]; then
+		rm -rf --one-file-system "$work"
 	else
 		rm -rf --one-file-system "$work/tmp" "$work/tests" "$work/bin" 2>/dev/null
 	fi
@@ -256,9 +263,6 @@ list_entries() {
 	[ -f "$1" ] || return 0
 	sed -E 's/[[:space:]]+#.*$//; s/^[[:space:]]+//; s/[[:space:]]+$//' "$1" | grep -v '^#' | grep -v '^$'
 }
-# An expected failure must name the missing feature's issue (18 or 20).
-bad=$(grep -vE '^[[:space:]]*(#|$)' "$expected_list" 2>/dev/null | grep -vE '#.*issue (18|20)\b')
-[ -z "$bad" ] || die "entries of $expected_list without a comment naming issue 18 or 20: $bad"
 if [ "$driver" = cfs ]; then
 	list_entries "$expected_list" >"$work/logs/expected"
 	list_entries "$skips_list" >"$work/logs/skips"
@@ -267,6 +271,7 @@ else
 	: >"$work/logs/skips"
 fi
 report=$work/logs/report.txt
+: >"$report"
 awk -F'\t' -v expf="$work/logs/expected" -v skpf="$work/logs/skips" -v other="$([ "$driver" = cfs ] && echo 0 || echo 1)" -v subset="$subset" -v report="$report" '
 BEGIN {
 	while ((getline l < expf) > 0) expected[l] = 1
@@ -317,7 +322,7 @@ if [ -s "$work/logs/problems" ]; then
 		esac
 	done <"$work/logs/problems"
 fi
-echo "cstorage-suite: $((elapsed / 60)) min $((elapsed % 60)) s; logs in $work/logs"
+echo "cstorage-suite: $((elapsed / 60)) min $((elapsed % 60)) s; logs in $work/logs (kept if the run fails)"
 echo "c/storage suite ($driver): $passed passed, $failed failed, $skipped skipped, $xfail expected failures"
 [ "$failed" -eq 0 ] && [ "$((passed + skipped + xfail))" -gt 0 ]
 exit
