@@ -101,8 +101,8 @@ const knownKeys = "inline_threshold, verity, host_repo, host_link, mountopt"
 func (o *Options) set(key, val, from string) error {
 	k := strings.ToLower(strings.TrimSpace(key))
 	val = strings.TrimSpace(val)
-	if drv, name, ok := strings.Cut(k, "."); ok && drv != "" {
-		if drv != Name {
+	if drv, name, ok := strings.Cut(k, "."); ok {
+		if drv != Name && drv != "" { // ".imagestore": c/storage's generic form
 			// Another driver's option (overlay.mountopt from Fedora's
 			// storage.conf, say): not ours, as overlay's parseOptions
 			// skips every prefix but its own.
@@ -179,12 +179,14 @@ func genericOption(k, val string, bad func(string) error) error {
 		if val != "" {
 			return bad("force_mask is not supported by the cfs driver")
 		}
+	case "skip_mount_home":
+		// cfs does not bind-mount its home (a store on a mount of its
+		// own could not hard-link host objects: EXDEV), so there is
+		// nothing to skip.
+		return isBool()
 	case "ignore_chown_errors":
 		// cfs never chowns a file to store a layer (owners are image
 		// metadata), so there are no chown errors to ignore.
-		return isBool()
-	case "skip_mount_home":
-		// cfs does not bind-mount its home, so there is nothing to skip.
 		return isBool()
 	case "use_composefs":
 		// cfs always mounts composefs images.
