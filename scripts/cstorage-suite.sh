@@ -61,6 +61,7 @@ skips_list=$repo/tests/cstorage-allowed-skips.txt
 # (apply-diff.bats). A new c/storage version that changes them must be
 # looked at, and these numbers updated.
 expected_gates=28
+expected_patched=27 # all but stale-tmpdir's MakePrivate gate (see below)
 expected_hardcoded=2
 
 ci=false
@@ -175,10 +176,17 @@ gates=0 patched=0
 for f in "$work"/tests/*.bats; do
 	# Inside a `case "$STORAGE_DRIVER" in` ... `esac`, a pattern line
 	# with an overlay alternative (overlay, overlay*) gets cfs| in front.
-	awk '
+	# One gate stays closed: stale-tmpdir.bats "recover stale tempdir with
+	# mount" checks overlay's bind mount of its own home (MakePrivate),
+	# which cfs must not make: a store on a mount of its own could not
+	# hard-link host ostree objects (link(2) across mounts is EXDEV). The
+	# test skips on cfs; tests/cstorage-allowed-skips.txt says why.
+	nopatch=0
+	[ "${f##*/}" = stale-tmpdir.bats ] && nopatch=1
+	awk -v nopatch="$nopatch" '
 	/^[[:space:]]*case "\$STORAGE_DRIVER" in[[:space:]]*$/ { incase = 1; gates++; print; next }
 	incase && /^[[:space:]]*esac/ { incase = 0 }
-	incase && /^[[:space:]]*[A-Za-z0-9_*|]+\)[[:space:]]*$/ && /(^|[[:space:]|])overlay\*?[|)]/ {
+	incase && !nopatch && /^[[:space:]]*[A-Za-z0-9_*|]+\)[[:space:]]*$/ && /(^|[[:space:]|])overlay\*?[|)]/ {
 		sub(/[^[:space:]]/, "cfs|&"); patched++
 	}
 	{ print }
@@ -197,9 +205,9 @@ others=$(grep -nE '\$\{?STORAGE_DRIVER\}?"?[[:space:]]*(=|==|!=|=~)[[:space:]]*"
 hardcoded=$(cat "$work"/tests/*.bats | grep -cE '/root/overlay([^-A-Za-z0-9_]|$)|^[[:space:]]*driver[[:space:]]*=[[:space:]]*"overlay"')
 sed -i -E 's#/root/overlay([^-A-Za-z0-9_]|$)#/root/${STORAGE_DRIVER}\1#g; s#^([[:space:]]*driver[[:space:]]*=[[:space:]]*)"overlay"#\1"${STORAGE_DRIVER}"#' "$work"/tests/*.bats
 left=$(grep -nw overlay "$work"/tests/*.bats | grep -vE 'skip "|^[^:]+:[0-9]+:[[:space:]]*[A-Za-z0-9_*|]+\)[[:space:]]*$')
-if [ "$gates" -ne "$expected_gates" ] || [ "$patched" -ne "$expected_gates" ] || [ -n "$others" ] || [ "$hardcoded" -ne "$expected_hardcoded" ] || [ -n "$left" ]; then
+if [ "$gates" -ne "$expected_gates" ] || [ "$patched" -ne "$expected_patched" ] || [ -n "$others" ] || [ "$hardcoded" -ne "$expected_hardcoded" ] || [ -n "$left" ]; then
 	echo "cstorage-suite: the driver gates of c/storage $csver are not the expected ones:" >&2
-	echo "  case \"\$STORAGE_DRIVER\" gates: $gates (expected $expected_gates), patched to admit cfs: $patched (expected $expected_gates)" >&2
+	echo "  case \"\$STORAGE_DRIVER\" gates: $gates (expected $expected_gates), patched to admit cfs: $patched (expected $expected_patched)" >&2
 	echo "  overlay named outright (root/overlay, driver=\"overlay\"): $hardcoded (expected $expected_hardcoded)" >&2
 	[ -n "$left" ] && echo "  other mentions of overlay:" >&2 && echo "$left" | sed 's/^/    /' >&2
 	[ -n "$others" ] && echo "  driver comparisons the patcher does not handle:" >&2 && echo "$others" | sed 's/^/    /' >&2
