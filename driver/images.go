@@ -280,7 +280,11 @@ func (d *core) ensureFlat(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeImageVerity(d.flatImage(id), flat, d.imageVerity()); err != nil {
+	err = writeImageVerity(d.flatImage(id), flat, d.imageVerity())
+	if err != nil && d.opts.Verity == "auto" && errors.Is(err, fsverity.ErrNotSupported) {
+		err = writeImage(d.flatImage(id), flat)
+	}
+	if err != nil {
 		return fmt.Errorf("cfs: flatten %s: %w", id, err)
 	}
 	d.checks.trust(d.flatImage(id))

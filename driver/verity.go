@@ -53,8 +53,14 @@ func (d *core) checkFlatImage(path string) error {
 	if !d.imageVerity() {
 		return d.checks.verify(path)
 	}
-	err := measureImage(path)
-	if err == nil || !errors.Is(err, fsverity.ErrNotEnabled) {
+	switch err := measureImage(path); {
+	case err == nil:
+		return nil
+	case d.opts.Verity == "auto" && errors.Is(err, fsverity.ErrNotSupported):
+		// auto, images on a file system without fs-verity (the objects
+		// have it): as without fs-verity.
+		return d.checks.verify(path)
+	case !errors.Is(err, fsverity.ErrNotEnabled):
 		return err
 	}
 	if err := d.checks.verify(path); err != nil {
