@@ -1,9 +1,7 @@
 package driver
 
 import (
-	"archive/tar"
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -144,18 +142,15 @@ func diffNames(t *testing.T, c *core, id string) []string {
 		t.Fatal(err)
 	}
 	defer rc.Close()
+	hs, err := tarfix.Headers(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var names []string
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return names
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, h := range hs {
 		names = append(names, strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/"))
 	}
+	return names
 }
 
 func must(t *testing.T, err error) {

@@ -1,15 +1,14 @@
 package layers
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
-	"io"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cfs-storage/cfs-storage/layers/tree"
+	"github.com/cfs-storage/cfs-storage/tests/tarfix"
 )
 
 // impliedLayers are a lower layer with a directory of its own (mode
@@ -94,16 +93,12 @@ func TestWriteTarLeavesImpliedDirsOut(t *testing.T) {
 	if err := WriteTar(context.Background(), &buf, upper, m.open); err != nil {
 		t.Fatal(err)
 	}
+	hs, err := tarfix.Headers(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var names []string
-	tr := tar.NewReader(bytes.NewReader(buf.Bytes()))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, h := range hs {
 		names = append(names, h.Name)
 		if _, ok := h.PAXRecords["SCHILY.xattr."+tree.ImpliedXattr]; ok {
 			t.Errorf("%s carries the implied mark", h.Name)

@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"archive/tar"
 	"bytes"
 	"fmt"
 	"io"
@@ -141,16 +140,12 @@ func withoutRunMtimes(lines []string) []string {
 // layer tar: name, mode and owner, sorted.
 func whiteoutHeaders(t *testing.T, layer []byte) []string {
 	t.Helper()
+	hs, err := tarfix.Headers(bytes.NewReader(layer))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var out []string
-	tr := tar.NewReader(bytes.NewReader(layer))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, h := range hs {
 		if strings.HasPrefix(path.Base(h.Name), ".wh.") {
 			out = append(out, fmt.Sprintf("%s mode=%o owner=%d:%d", strings.TrimPrefix(h.Name, "./"), h.Mode, h.Uid, h.Gid))
 		}

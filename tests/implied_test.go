@@ -2,8 +2,6 @@ package tests
 
 import (
 	"archive/tar"
-	"bytes"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -125,20 +123,12 @@ func checkCommittedMtimes(t *testing.T, store storage.Store, layer string) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	data, err := io.ReadAll(rc)
+	hs, err := tarfix.Headers(rc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := tar.NewReader(bytes.NewReader(data))
 	seen := map[string]time.Time{}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, h := range hs {
 		seen[h.Name] = h.ModTime
 		if h.ModTime.Unix() == 0 {
 			t.Errorf("committed layer: %s is dated 1970", h.Name)

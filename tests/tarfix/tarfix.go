@@ -7,6 +7,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -86,6 +87,22 @@ func Tar(entries ...Entry) ([]byte, error) {
 		return nil, fmt.Errorf("tarfix: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// Headers reads the headers of every entry of a tar archive.
+func Headers(r io.Reader) ([]*tar.Header, error) {
+	var hs []*tar.Header
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return hs, nil
+		}
+		if err != nil {
+			return hs, fmt.Errorf("tarfix: entry %d: %w", len(hs)+1, err)
+		}
+		hs = append(hs, h)
+	}
 }
 
 // RawHeader builds a ustar header block by hand, for tars that
