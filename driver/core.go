@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -40,6 +41,10 @@ type core struct {
 	lock    *os.File   // driver.lock, held shared while the core is open
 
 	checks imageChecks // images checked against their digests
+	// detachedRefused is set once the kernel has refused a detached
+	// mount as an overlay layer: kernels before 6.15 cannot clone one
+	// ("overlayfs: failed to clone lowerpath" in the kernel log, EINVAL).
+	detachedRefused atomic.Bool
 
 	mu     sync.Mutex
 	mounts map[string]*mountState

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -132,18 +131,13 @@ func (d *core) mount(id string, m layerMeta, image string, opts mountOptions) er
 	return mountOverlay(merged, spec)
 }
 
-// detachedLowerRefused is set once the kernel has refused a detached
-// mount as an overlay layer: kernels before 6.15 cannot clone one
-// ("overlayfs: failed to clone lowerpath" in the kernel log, EINVAL).
-var detachedLowerRefused atomic.Bool
-
 // mountOnErofs mounts the overlay of spec, whose lower layer is the
 // detached EROFS mount erofsFD. Where the kernel refuses a detached
 // layer, the EROFS mount is attached at lowerMount(id) while the overlay
 // is created (the overlay keeps a private clone of it), then detached
 // again, as libcomposefs does on such kernels.
 func (d *core) mountOnErofs(id, merged string, spec overlaySpec, erofsFD int) error {
-	if !detachedLowerRefused.Load() {
+	if !d.detachedRefused.Load() {
 		err := mountOverlay(merged, spec)
 		if !errors.Is(err, unix.EINVAL) {
 			return err
@@ -151,7 +145,7 @@ func (d *core) mountOnErofs(id, merged string, spec overlaySpec, erofsFD int) er
 		if aerr := d.mountAttached(id, merged, spec, erofsFD); aerr != nil {
 			return fmt.Errorf("%w (and with the EROFS mount attached: %w)", err, aerr)
 		}
-		detachedLowerRefused.Store(true)
+		d.detachedRefused.Store(true)
 		return nil
 	}
 	return d.mountAttached(id, merged, spec, erofsFD)
