@@ -54,7 +54,10 @@ func runConcurrencyChild(spec string) {
 		fmt.Println("open store:", err)
 		os.Exit(2)
 	}
-	defer store.Shutdown(true)
+	// Not Shutdown(true): forcing unmounts every layer c/storage records
+	// as mounted in the store, the containers other workers are reading
+	// at that moment included.
+	defer store.Shutdown(false)
 	deadline := time.Now().Add(6 * time.Second)
 	if role == "gc" {
 		gd, _ := store.GraphDriver()
