@@ -2,6 +2,7 @@ package driver
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -118,4 +119,4 @@ func matchRecorded(path string, sum [fsverity.Size]byte) error {
 
 // ErrImageDamaged is wrapped by errors about an image whose bytes no
 // longer match the digest recorded when it was written.
-var ErrImageDamaged = fmt.Errorf("cfs: the image is damaged")
+var ErrImageDamaged = errors.New("cfs: the image is damaged")
