@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/cfs-storage/cfs-storage/layers/dumpfile"
-	"github.com/cfs-storage/cfs-storage/layers/tree"
 	"github.com/cfs-storage/cfs-storage/tests/testutil"
 )
 
@@ -64,7 +63,7 @@ func TestRoundTrip(t *testing.T) {
 				t.Fatalf("rebuild from dump: %v", err)
 			}
 			dump2 := imageDump(t, img2)
-			if !primariesFirst(tr) {
+			if !testutil.PrimariesFirst(tr) {
 				t.Logf("a hard link is met before its primary entry: checking the second round")
 				img3, _, err := buildImage(dump2, true, c.opts)
 				if err != nil {
@@ -80,19 +79,4 @@ func TestRoundTrip(t *testing.T) {
 			}
 		})
 	}
-}
-
-// primariesFirst reports whether every node's first entry in depth-first
-// name order is its primary one (not a hard link).
-func primariesFirst(tr *tree.Tree) bool {
-	seen := map[*tree.Node]bool{}
-	ok := true
-	_ = tr.Walk(func(_ string, d tree.Dirent) error {
-		if !seen[d.Node] && d.HardLink {
-			ok = false
-		}
-		seen[d.Node] = true
-		return nil
-	})
-	return ok
 }

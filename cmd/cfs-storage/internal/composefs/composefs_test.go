@@ -15,7 +15,6 @@ import (
 
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/app"
 	"github.com/cfs-storage/cfs-storage/layers/dumpfile"
-	"github.com/cfs-storage/cfs-storage/layers/tree"
 	"github.com/cfs-storage/cfs-storage/tests/testutil"
 )
 
@@ -187,16 +186,7 @@ func primariesFirst(t *testing.T, path string) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seen := map[*tree.Node]bool{}
-	ok := true
-	_ = tr.Walk(func(_ string, d tree.Dirent) error {
-		if !seen[d.Node] && d.HardLink {
-			ok = false
-		}
-		seen[d.Node] = true
-		return nil
-	})
-	return ok
+	return testutil.PrimariesFirst(tr)
 }
 
 func TestMkcomposefsRejects(t *testing.T) {
