@@ -74,8 +74,8 @@ type Totals struct {
 	// FlatImages and FlatImageBytes are the flattened image cache (part
 	// of MetadataBytes): one image per chain mounted, which gc drops for
 	// chains no image or container uses.
-	FlatImages     int   `json:"flatImages"`
-	FlatImageBytes int64 `json:"flatImageBytes"`
+	FlatImages      int   `json:"flatImages"`
+	FlatImageBytes  int64 `json:"flatImageBytes"`
 	HostSharedBytes int64 `json:"hostSharedBytes"`
 	StoreBytes      int64 `json:"storeBytes"`
 	PlainBytes      int64 `json:"plainBytes"`
