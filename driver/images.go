@@ -231,12 +231,14 @@ func (d *core) flatTree(ctx context.Context, id string) (*tree.Tree, error) {
 		if len(above) > maxChainDepth {
 			return nil, fmt.Errorf("cfs: layer %s: chain deeper than %d layers (damaged parent links?)", id, maxChainDepth)
 		}
-		if err := d.seal(ctx, cur); err != nil {
-			return nil, err
-		}
 		m, err := d.readMeta(cur)
 		if err != nil {
 			return nil, err
+		}
+		if !m.Sealed {
+			if err := d.seal(ctx, cur); err != nil {
+				return nil, err
+			}
 		}
 		above, cur = append(above, cur), m.Parent
 	}
