@@ -9,9 +9,9 @@ import (
 // ErrInvalidOption: an option string is not one of the accepted values.
 var ErrInvalidOption = errors.New("dedup: invalid option value")
 
-var verityNames = [...]string{"off", "auto", "require"}
+var verityNames = [...]string{"none", "auto", "require"}
 
-// String returns "off", "auto" or "require".
+// String returns "none", "auto" or "require".
 func (m VerityMode) String() string {
 	if m >= 0 && int(m) < len(verityNames) {
 		return verityNames[m]
@@ -19,15 +19,27 @@ func (m VerityMode) String() string {
 	return "VerityMode(" + strconv.Itoa(int(m)) + ")"
 }
 
-// ParseVerityMode parses "off", "auto" or "require" (as in a driver
-// option verity=auto). Other values give ErrInvalidOption.
+// ParseVerityMode parses "none", "auto" or "require", the words of the
+// driver option verity. Other values give ErrInvalidOption.
 func ParseVerityMode(s string) (VerityMode, error) {
 	for i, n := range verityNames {
 		if s == n {
 			return VerityMode(i), nil
 		}
 	}
-	return VerityOff, fmt.Errorf("%w: verity=%q (want off, auto or require)", ErrInvalidOption, s)
+	return VerityNone, fmt.Errorf("%w: verity=%q (want none, auto or require)", ErrInvalidOption, s)
+}
+
+// ParseLinkMode parses a requested link mode: "auto", "hardlink",
+// "reflink" or "copy" (the result-only modes are refused). Other values
+// give ErrInvalidOption.
+func ParseLinkMode(s string) (LinkMode, error) {
+	for _, m := range []LinkMode{LinkAuto, LinkHardlink, LinkReflink, LinkCopy} {
+		if s == m.String() {
+			return m, nil
+		}
+	}
+	return LinkAuto, fmt.Errorf("%w: link mode %q (want auto, hardlink, reflink or copy)", ErrInvalidOption, s)
 }
 
 var syncNames = [...]string{"batch", "each", "never"}

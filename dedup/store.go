@@ -69,8 +69,8 @@ const (
 type VerityMode int
 
 const (
-	// VerityOff (the default) never enables fs-verity.
-	VerityOff VerityMode = iota
+	// VerityNone (the default) never enables fs-verity.
+	VerityNone VerityMode = iota
 	// VerityAuto enables fs-verity on new objects where the kernel and
 	// file system support it, and does nothing where they do not.
 	VerityAuto
@@ -84,7 +84,7 @@ type Options struct {
 	// Sync is the fsync policy; the zero value is SyncBatch.
 	Sync SyncMode
 	// Verity chooses fs-verity on new objects; the zero value is
-	// VerityOff.
+	// VerityNone.
 	Verity VerityMode
 	// SmallThreshold is the largest content, in bytes, that Insert hashes
 	// in memory before writing anything (so that content already present

@@ -451,7 +451,7 @@ func TestParseIndexSkipsDamage(t *testing.T) {
 }
 
 func TestParseModes(t *testing.T) {
-	for _, m := range []VerityMode{VerityOff, VerityAuto, VerityRequire} {
+	for _, m := range []VerityMode{VerityNone, VerityAuto, VerityRequire} {
 		if got, err := ParseVerityMode(m.String()); err != nil || got != m {
 			t.Errorf("ParseVerityMode(%q) = %v, %v", m, got, err)
 		}
@@ -665,4 +665,17 @@ func TestHintedMismatchKeepsEarlierPin(t *testing.T) {
 		t.Fatalf("good hinted insert: %+v %v", o2, err)
 	}
 	in.Abort()
+}
+
+func TestParseLinkMode(t *testing.T) {
+	for _, m := range []LinkMode{LinkAuto, LinkHardlink, LinkReflink, LinkCopy} {
+		if got, err := ParseLinkMode(m.String()); err != nil || got != m {
+			t.Errorf("ParseLinkMode(%q) = %v, %v", m, got, err)
+		}
+	}
+	for _, bad := range []string{"written", "none", "off", ""} {
+		if _, err := ParseLinkMode(bad); !errors.Is(err, ErrInvalidOption) {
+			t.Errorf("ParseLinkMode(%q): %v, want ErrInvalidOption", bad, err)
+		}
+	}
 }

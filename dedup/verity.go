@@ -15,7 +15,7 @@ import (
 // a scratch temporary file in staging (the same file system as the
 // objects). With VerityRequire an unsupported file system is an error.
 func (s *Store) probeVerity() error {
-	if s.opts.Verity == VerityOff {
+	if s.opts.Verity == VerityNone {
 		return nil
 	}
 	t, err := s.writeTemp([]byte("fs-verity probe"))

@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 
 	graphdriver "go.podman.io/storage/drivers"
 	"go.podman.io/storage/pkg/archive"
 	"go.podman.io/storage/pkg/directory"
 	"go.podman.io/storage/pkg/idtools"
 
+	"github.com/cfs-storage/cfs-storage/dedup"
 	"github.com/cfs-storage/cfs-storage/layers"
 )
 
@@ -22,13 +22,13 @@ const Name = "cfs"
 // an internal package: Init infers it from the interface's method
 // expression, so the adapter satisfies the interface without naming it.
 type adapter[F ~func() error] struct {
-	*core
+	c *core
 }
 
 // newAdapter builds the adapter for the cleanup type F that the method
 // expression's result names.
 func newAdapter[F ~func() error](_ func(graphdriver.ProtoDriver, string) (F, error), c *core) *adapter[F] {
-	return &adapter[F]{core: c}
+	return &adapter[F]{c: c}
 }
 
 // String returns the driver's name.
@@ -39,7 +39,7 @@ func (a *adapter[F]) CreateReadWrite(id, parent string, opts *graphdriver.Create
 	if err := checkCreateOpts(opts); err != nil {
 		return err
 	}
-	return a.create(context.Background(), id, parent, true)
+	return a.c.create(context.Background(), id, parent, containerLayer)
 }
 
 // Create creates a layer; it stays writable until sealed.
@@ -47,7 +47,7 @@ func (a *adapter[F]) Create(id, parent string, opts *graphdriver.CreateOpts) err
 	if err := checkCreateOpts(opts); err != nil {
 		return err
 	}
-	return a.create(context.Background(), id, parent, false)
+	return a.c.create(context.Background(), id, parent, imageLayer)
 }
 
 func checkCreateOpts(opts *graphdriver.CreateOpts) error {
@@ -65,12 +65,12 @@ func (a *adapter[F]) CreateFromTemplate(id, template string, _ *idtools.IDMappin
 	if err := checkCreateOpts(opts); err != nil {
 		return err
 	}
-	return a.createFromTemplate(context.Background(), id, template, parent)
+	return a.c.createFromTemplate(context.Background(), id, template, parent)
 }
 
 // Remove deletes a layer.
 func (a *adapter[F]) Remove(id string) error {
-	cleanup, err := a.remove(id)
+	cleanup, err := a.c.remove(id)
 	if cerr := cleanup(); err == nil {
 		err = cerr
 	}
@@ -80,12 +80,12 @@ func (a *adapter[F]) Remove(id string) error {
 // DeferredRemove makes a layer unusable at once and returns the function
 // that deletes its files.
 func (a *adapter[F]) DeferredRemove(id string) (F, error) {
-	cleanup, err := a.remove(id)
+	cleanup, err := a.c.remove(id)
 	return F(cleanup), err
 }
 
 // GetTempDirRootDirs returns where DeferredRemove keeps removed layers.
-func (a *adapter[F]) GetTempDirRootDirs() []string { return []string{a.home} }
+func (a *adapter[F]) GetTempDirRootDirs() []string { return []string{a.c.home} }
 
 // Get mounts a layer and returns its root.
 //
@@ -104,55 +104,32 @@ func (a *adapter[F]) Get(id string, options graphdriver.MountOpts) (string, erro
 			opts.Extra = append(opts.Extra, o)
 		}
 	}
-	return a.get(context.Background(), id, opts)
+	return a.c.get(context.Background(), id, opts)
 }
 
 // Put releases a Get.
-func (a *adapter[F]) Put(id string) error { return a.put(id) }
+func (a *adapter[F]) Put(id string) error { return a.c.put(id) }
 
 // Exists reports whether the layer exists.
-func (a *adapter[F]) Exists(id string) bool { return a.exists(id) }
+func (a *adapter[F]) Exists(id string) bool { return a.c.layers.exists(id) }
 
 // ListLayers returns every layer's ID.
-func (a *adapter[F]) ListLayers() ([]string, error) { return a.listLayers() }
+func (a *adapter[F]) ListLayers() ([]string, error) { return a.c.layers.list() }
 
 // Status reports the driver's state (as `podman info` shows it).
-func (a *adapter[F]) Status() [][2]string { return a.status(context.Background()) }
+func (a *adapter[F]) Status() [][2]string { return a.c.status(context.Background()) }
 
 // Metadata returns where a layer's files are.
-func (a *adapter[F]) Metadata(id string) (map[string]string, error) {
-	m, err := a.readMeta(id)
-	if err != nil {
-		return nil, err
-	}
-	md := map[string]string{"MergedDir": a.mergedDir(id)}
-	if m.Sealed {
-		md["Image"] = a.diffImage(id)
-	} else {
-		md["UpperDir"], md["WorkDir"] = a.upperDir(id), a.workDir(id)
-	}
-	return md, nil
-}
+func (a *adapter[F]) Metadata(id string) (map[string]string, error) { return a.c.metadata(id) }
 
 // ReadWriteDiskUsage returns the disk usage of a writable layer's upper
 // directory (of a sealed layer: its image).
 func (a *adapter[F]) ReadWriteDiskUsage(id string) (*directory.DiskUsage, error) {
-	m, err := a.readMeta(id)
-	if err != nil {
-		return nil, err
-	}
-	if !m.Sealed {
-		return directory.Usage(a.upperDir(id))
-	}
-	st, err := os.Stat(a.diffImage(id))
-	if err != nil {
-		return nil, err
-	}
-	return &directory.DiskUsage{Size: st.Size(), InodeCount: 1}, nil
+	return a.c.diskUsage(id)
 }
 
 // Cleanup unmounts what this process mounted and closes the store.
-func (a *adapter[F]) Cleanup() error { return a.close() }
+func (a *adapter[F]) Cleanup() error { return a.c.close() }
 
 // AdditionalImageStores returns none: cfs has no read-only stores.
 func (a *adapter[F]) AdditionalImageStores() []string { return nil }
@@ -167,12 +144,12 @@ func (a *adapter[F]) SyncMode() graphdriver.SyncMode { return graphdriver.SyncMo
 
 // Diff returns a layer's changes as a tar.
 func (a *adapter[F]) Diff(id string, _ *idtools.IDMappings, parent string, _ *idtools.IDMappings, _ string) (io.ReadCloser, error) {
-	return a.diff(context.Background(), id, parent)
+	return a.c.diff(context.Background(), id, parent)
 }
 
 // Changes lists what differs between parent and id.
 func (a *adapter[F]) Changes(id string, _ *idtools.IDMappings, parent string, _ *idtools.IDMappings, _ string) ([]archive.Change, error) {
-	cs, err := a.changes(context.Background(), id, parent)
+	cs, err := a.c.changes(context.Background(), id, parent)
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +165,7 @@ func (a *adapter[F]) ApplyDiff(id string, options graphdriver.ApplyDiffOpts) (in
 	if options.ForceMask != nil {
 		return 0, fmt.Errorf("cfs: apply diff to %s: force_mask is not supported", id)
 	}
-	return a.applyDiff(context.Background(), id, options.Diff, idMapper(options.Mappings))
+	return a.c.applyDiff(context.Background(), id, options.Diff, idMapper(options.Mappings))
 }
 
 // idMapper maps container IDs to host IDs with m (nil for no mapping).
@@ -207,39 +184,21 @@ func idMapper(m *idtools.IDMappings) layers.IDMapper {
 
 // DiffSize returns the size of a layer's own contents.
 func (a *adapter[F]) DiffSize(id string, _ *idtools.IDMappings, _ string, _ *idtools.IDMappings, _ string) (int64, error) {
-	return a.diffSize(context.Background(), id)
+	return a.c.diffSize(context.Background(), id)
 }
 
 // DiffGetter serves a layer's file contents by path (for tar-split).
 func (a *adapter[F]) DiffGetter(id string) (graphdriver.FileGetCloser, error) {
-	return a.fileGetter(context.Background(), id)
+	return a.c.fileGetter(context.Background(), id)
 }
 
 // UpdateLayerIDMap changes the owners of everything layer id shows from
 // the host IDs of toContainer to those of toHost (for a container in a
-// user namespace). A writable layer is chowned through its mount (a
-// metadata-only copy-up per file); a sealed layer's image is rewritten.
+// user namespace).
 func (a *adapter[F]) UpdateLayerIDMap(id string, toContainer, toHost *idtools.IDMappings, mountLabel string) error {
-	m, err := a.readMeta(id)
-	if err != nil {
-		return err
-	}
-	ctx := context.Background()
-	if m.Sealed {
-		return a.remapSealed(ctx, id, remapper(toContainer, toHost))
-	}
-	mnt, err := a.get(ctx, id, mountOptions{MountLabel: mountLabel})
-	if err != nil {
-		return err
-	}
-	err = graphdriver.ChownPathByMaps(mnt, toContainer, toHost)
-	if perr := a.put(id); err == nil {
-		err = perr
-	}
-	if err != nil {
-		return fmt.Errorf("cfs: remap owners of %s: %w", id, err)
-	}
-	return nil
+	return a.c.updateIDMap(context.Background(), id, remapper(toContainer, toHost), mountLabel, func(dir string) error {
+		return graphdriver.ChownPathByMaps(dir, toContainer, toHost)
+	})
 }
 
 // remapper maps a host owner through toContainer back to the container
@@ -266,3 +225,27 @@ func remapper(toContainer, toHost *idtools.IDMappings) layers.IDMapper {
 
 // SupportsShifting reports false: no idmapped mounts yet.
 func (a *adapter[F]) SupportsShifting(_, _ []idtools.IDMap) bool { return false }
+
+// Extension methods (see Extension), forwarded to the core.
+
+// Objects returns the object store.
+func (a *adapter[F]) Objects() *dedup.Store { return a.c.contents.objects }
+
+// Home returns the driver's directory.
+func (a *adapter[F]) Home() string { return a.c.home }
+
+// CheckImages verifies every layer's composefs images.
+func (a *adapter[F]) CheckImages(ctx context.Context, mode CheckMode) ([]ImageProblem, error) {
+	return a.c.checkImages(ctx, mode)
+}
+
+// FlatImages lists the cached flattened images and their sizes.
+func (a *adapter[F]) FlatImages() (map[string]int64, error) { return a.c.images.list() }
+
+// DropFlatImage removes layer id's cached flattened image.
+func (a *adapter[F]) DropFlatImage(id string) (bool, error) {
+	if err := checkID(id); err != nil {
+		return false, err
+	}
+	return a.c.images.drop(id)
+}

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/cfs-storage/cfs-storage/dedup/fsverity"
 )
@@ -26,13 +24,25 @@ type ImageProblem struct {
 	Repaired bool
 }
 
-// CheckImages verifies every layer's composefs images: each must hash to
+// CheckMode says whether CheckImages repairs what it can.
+type CheckMode int
+
+const (
+	// CheckOnly reports problems and changes nothing.
+	CheckOnly CheckMode = iota
+	// CheckRepair also removes damaged caches (flattened images, unless
+	// mounted) and rebuilds them, and removes orphaned ones.
+	CheckRepair
+)
+
+// checkImages verifies every layer's composefs images: each must hash to
 // the fs-verity digest recorded when it was written and read back as a
 // valid image. A damaged diff image means the layer must be pulled again;
-// a damaged flattened image is only a cache and, with repair, is removed
-// (unless mounted) to be rebuilt on the next mount.
-func (d *core) CheckImages(ctx context.Context, repair bool) ([]ImageProblem, error) {
-	ids, err := d.listLayers()
+// a damaged flattened image is only a cache and, with CheckRepair, is
+// removed (unless mounted) to be rebuilt on the next mount.
+func (d *core) checkImages(ctx context.Context, mode CheckMode) ([]ImageProblem, error) {
+	repair := mode == CheckRepair
+	ids, err := d.layers.list()
 	if err != nil {
 		return nil, err
 	}
@@ -43,28 +53,28 @@ func (d *core) CheckImages(ctx context.Context, repair bool) ([]ImageProblem, er
 			return problems, err
 		}
 		known[id] = true
-		m, err := d.readMeta(id)
+		m, err := d.layers.readMeta(id)
 		if err != nil {
-			problems = append(problems, ImageProblem{Layer: id, Path: d.layerDir(id), Detail: err.Error() + "; remove the layer and pull its image again"})
+			problems = append(problems, ImageProblem{Layer: id, Path: d.layers.path(id), Detail: err.Error() + "; remove the layer and pull its image again"})
 			continue
 		}
 		if m.Sealed {
-			if err := checkImage(d.diffImage(id)); err != nil {
-				problems = append(problems, ImageProblem{Layer: id, Path: d.diffImage(id), Detail: err.Error() + "; remove the layer and pull its image again"})
+			if err := checkImage(d.layers.diffImage(id)); err != nil {
+				problems = append(problems, ImageProblem{Layer: id, Path: d.layers.diffImage(id), Detail: err.Error() + "; remove the layer and pull its image again"})
 			}
 		}
 		if p, ok := d.checkFlat(ctx, id, repair); ok {
 			problems = append(problems, p)
 		}
 	}
-	return append(problems, d.orphanImages(known, repair)...), nil
+	return append(problems, d.images.orphans(known, repair)...), nil
 }
 
 // checkFlat checks layer id's cached flattened image, if it has one.
 // Repairing removes a damaged one and builds it again from the layer
 // images, which are checked on the way.
 func (d *core) checkFlat(ctx context.Context, id string, repair bool) (ImageProblem, bool) {
-	path := d.flatImage(id)
+	path := d.images.path(id)
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return ImageProblem{}, false
 	}
@@ -74,8 +84,7 @@ func (d *core) checkFlat(ctx context.Context, id string, repair bool) (ImageProb
 	}
 	p := ImageProblem{Layer: id, Path: path, Detail: err.Error() + "; it is a cache: fsck --repair removes it and the next mount rebuilds it"}
 	if repair && !d.mountedElsewhere(id) {
-		p.Repaired = os.Remove(path) == nil
-		os.Remove(path + digestSuffix)
+		p.Repaired, _ = d.images.drop(id)
 		if p.Repaired {
 			if err := d.ensureFlat(ctx, id); err != nil {
 				p.Detail += "; removed, not rebuilt: " + err.Error()
@@ -85,26 +94,6 @@ func (d *core) checkFlat(ctx context.Context, id string, repair bool) (ImageProb
 		}
 	}
 	return p, true
-}
-
-// orphanImages reports flattened images whose layer is gone.
-func (d *core) orphanImages(known map[string]bool, repair bool) []ImageProblem {
-	entries, _ := os.ReadDir(filepath.Join(d.home, "images"))
-	var problems []ImageProblem
-	for _, e := range entries {
-		id, ok := strings.CutSuffix(e.Name(), ".cfs")
-		if !ok || strings.HasPrefix(id, ".") || known[id] {
-			continue
-		}
-		path := filepath.Join(d.home, "images", e.Name())
-		p := ImageProblem{Path: path, Detail: "flattened image of a layer that no longer exists"}
-		if repair {
-			p.Repaired = os.Remove(path) == nil
-			os.Remove(path + digestSuffix)
-		}
-		problems = append(problems, p)
-	}
-	return problems
 }
 
 // checkImage compares an image's fs-verity digest with the one recorded

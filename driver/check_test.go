@@ -36,13 +36,13 @@ func TestCheckImagesFindsDamage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if p, err := c.CheckImages(ctx, false); err != nil || len(p) != 0 {
+	if p, err := c.checkImages(ctx, CheckOnly); err != nil || len(p) != 0 {
 		t.Fatalf("healthy store: %v %v", p, err)
 	}
-	flipByte(t, c.diffImage("base"), 1100)     // the superblock
-	flipByte(t, c.flatImage("top"), -1)        // the last byte
-	os.Remove(c.flatImage("base") + ".digest") // a lost digest
-	problems, err := c.CheckImages(ctx, true)
+	flipByte(t, c.layers.diffImage("base"), 1100) // the superblock
+	flipByte(t, c.images.path("top"), -1)         // the last byte
+	os.Remove(c.images.path("base") + ".digest")  // a lost digest
+	problems, err := c.checkImages(ctx, CheckRepair)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,13 +50,13 @@ func TestCheckImagesFindsDamage(t *testing.T) {
 	for _, p := range problems {
 		found[p.Path] = p
 	}
-	if p, ok := found[c.diffImage("base")]; !ok || p.Repaired || !strings.Contains(p.Detail, "pull its image again") {
+	if p, ok := found[c.layers.diffImage("base")]; !ok || p.Repaired || !strings.Contains(p.Detail, "pull its image again") {
 		t.Errorf("damaged diff image of base: %+v (found %v)", p, ok)
 	}
-	if p, ok := found[c.flatImage("top")]; !ok || !p.Repaired {
+	if p, ok := found[c.images.path("top")]; !ok || !p.Repaired {
 		t.Errorf("damaged flattened image of top: %+v (found %v)", p, ok)
 	}
-	if p, ok := found[c.flatImage("base")]; !ok || !strings.Contains(p.Detail, "no recorded digest") {
+	if p, ok := found[c.images.path("base")]; !ok || !strings.Contains(p.Detail, "no recorded digest") {
 		t.Errorf("flattened image of base without digest: %+v (found %v)", p, ok)
 	}
 	if len(problems) != 3 {
@@ -65,10 +65,10 @@ func TestCheckImagesFindsDamage(t *testing.T) {
 	// The damaged cache is not rebuilt from the damaged layer image below
 	// it: the mount is refused, naming that layer and image.
 	if err := c.ensureFlat(ctx, "top"); !errors.Is(err, ErrImageDamaged) || !strings.Contains(err.Error(), "layer base") ||
-		!strings.Contains(err.Error(), c.diffImage("base")) {
+		!strings.Contains(err.Error(), c.layers.diffImage("base")) {
 		t.Fatalf("flattening over a damaged layer image: %v, want a refusal naming layer base and its image", err)
 	}
-	if _, err := os.Stat(c.flatImage("top")); !os.IsNotExist(err) {
+	if _, err := os.Stat(c.images.path("top")); !os.IsNotExist(err) {
 		t.Fatalf("a flattened image was written from a damaged layer image: %v", err)
 	}
 }
@@ -86,17 +86,17 @@ func TestDamagedImagesRefusedAtMount(t *testing.T) {
 		t.Fatal(err)
 	}
 	must(t, c.put("top"))
-	flipByte(t, c.flatImage("top"), -1)
+	flipByte(t, c.images.path("top"), -1)
 	c = reopen(t, c)
 	_, err := c.get(ctx, "top", mountOptions{ReadOnly: true})
-	if !errors.Is(err, ErrImageDamaged) || !strings.Contains(err.Error(), "layer top") || !strings.Contains(err.Error(), c.flatImage("top")) {
+	if !errors.Is(err, ErrImageDamaged) || !strings.Contains(err.Error(), "layer top") || !strings.Contains(err.Error(), c.images.path("top")) {
 		t.Fatalf("mount over a damaged flattened image: %v, want a refusal naming layer top and the image", err)
 	}
-	problems, err := c.CheckImages(ctx, true)
+	problems, err := c.checkImages(ctx, CheckRepair)
 	if err != nil || len(problems) != 1 || !problems[0].Repaired || !strings.Contains(problems[0].Detail, "rebuilt") {
 		t.Fatalf("repair: %v %+v", err, problems)
 	}
-	if err := checkImage(c.flatImage("top")); err != nil {
+	if err := checkImage(c.images.path("top")); err != nil {
 		t.Fatalf("rebuilt flattened image: %v", err)
 	}
 	if _, err := c.get(ctx, "top", mountOptions{ReadOnly: true}); err != nil {
@@ -106,8 +106,8 @@ func TestDamagedImagesRefusedAtMount(t *testing.T) {
 
 	// A damaged layer image with no flattened image cached: no image is
 	// built from it.
-	os.Remove(c.flatImage("top"))
-	flipByte(t, c.diffImage("base"), -1)
+	os.Remove(c.images.path("top"))
+	flipByte(t, c.layers.diffImage("base"), -1)
 	c = reopen(t, c)
 	if _, err := c.get(ctx, "top", mountOptions{ReadOnly: true}); !errors.Is(err, ErrImageDamaged) || !strings.Contains(err.Error(), "layer base") {
 		t.Fatalf("mount over a damaged layer image: %v, want a refusal naming layer base", err)

@@ -2,27 +2,29 @@ package driver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 
+	"go.podman.io/storage/pkg/directory"
 	"golang.org/x/sys/unix"
 
-	"github.com/cfs-storage/cfs-storage/dedup"
 	"github.com/cfs-storage/cfs-storage/layers"
 	"github.com/cfs-storage/cfs-storage/layers/tree"
 )
 
 // core is the driver's logic, free of containers/storage types; adapter
-// wraps it in the graphdriver interface.
+// wraps it in the graphdriver interface. It coordinates three
+// collaborators, each with one job: the layer store (layers' directories
+// and metadata, layer.go), the image cache (diff images read and
+// checked, flattened images built and kept, imagecache.go) and the
+// contents (the object store and host sharing, contents.go); and it
+// mounts (mount.go).
 //
 // Layer lifecycle: Create makes a writable layer (an overlay upper
 // directory over the flattened image of its parent chain). It is sealed,
@@ -33,14 +35,14 @@ import (
 // on it with the object store as a data-only lower and, for a writable
 // layer, its upper directory.
 type core struct {
-	home    string // <graphroot>/cfs
-	run     string // <runroot>/cfs
-	opts    Options
-	objects *dedup.Store
-	host    *hostShare // nil without a host repository
-	lock    *os.File   // driver.lock, held shared while the core is open
+	home     string // <graphroot>/cfs
+	run      string // <runroot>/cfs
+	opts     Options
+	layers   *layerStore
+	images   *imageCache
+	contents *contents
+	lock     *os.File // driver.lock, held shared while the core is open
 
-	checks imageChecks // images checked against their digests
 	// detachedRefused is set once the kernel has refused a detached
 	// mount as an overlay layer: kernels before 6.15 cannot clone one
 	// ("overlayfs: failed to clone lowerpath" in the kernel log, EINVAL).
@@ -48,28 +50,26 @@ type core struct {
 
 	mu     sync.Mutex
 	mounts map[string]*mountState
-	// removed is set when a layer's refs were dropped: close then
-	// collects the objects no layer uses any more.
-	removed bool
 }
 
 // newCore opens (creating if needed) the driver's home and object store
 // and removes leftovers of interrupted work.
 func newCore(home, runRoot string, opts Options) (*core, error) {
-	d := &core{home: home, run: filepath.Join(runRoot, "cfs"), opts: opts, mounts: map[string]*mountState{}, host: newHostShare(home, opts)}
+	d := &core{home: home, run: filepath.Join(runRoot, "cfs"), opts: opts, mounts: map[string]*mountState{}}
 	for _, dir := range []string{home, filepath.Join(home, "layers"), filepath.Join(home, "images"), filepath.Join(home, "tmp"), d.run, filepath.Join(d.run, "mnt")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("cfs: create %s: %w", dir, err)
 		}
 	}
-	verity := map[string]dedup.VerityMode{"none": dedup.VerityOff, "auto": dedup.VerityAuto, "require": dedup.VerityRequire}[opts.Verity]
-	objects, err := dedup.Open(home, dedup.Options{Verity: verity})
+	c, err := openContents(home, opts)
 	if err != nil {
-		return nil, fmt.Errorf("cfs: open object store: %w", err)
+		return nil, err
 	}
-	d.objects = objects
+	d.contents = c
+	d.layers = &layerStore{dir: filepath.Join(home, "layers")}
+	d.images = &imageCache{dir: filepath.Join(home, "images"), layers: d.layers, mode: opts.Verity, verity: c.objects.VerityEnabled()}
 	if err := d.openLock(); err != nil {
-		objects.Close()
+		c.close(false)
 		return nil, err
 	}
 	return d, nil
@@ -103,8 +103,9 @@ func (d *core) openLock() error {
 }
 
 // recover removes what interrupted work left: temporary layer and image
-// files, and the upper directories of layers sealed just before a crash.
-// It runs only while no other process has the driver open (openLock).
+// files, the refs of layers whose removal was cut short, and the upper
+// directories of layers sealed just before a crash. It runs only while
+// no other process has the driver open (openLock).
 func (d *core) recover() error {
 	if err := os.RemoveAll(filepath.Join(d.home, "tmp")); err != nil {
 		return fmt.Errorf("cfs: clean tmp: %w", err)
@@ -112,27 +113,21 @@ func (d *core) recover() error {
 	if err := os.MkdirAll(filepath.Join(d.home, "tmp"), 0o700); err != nil {
 		return err
 	}
-	for _, sub := range []string{"layers", "images"} {
-		entries, err := os.ReadDir(filepath.Join(d.home, sub))
-		if err != nil {
-			return fmt.Errorf("cfs: recover: %w", err)
-		}
-		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), ".") {
-				os.RemoveAll(filepath.Join(d.home, sub, e.Name()))
-			}
-		}
+	if err := d.layers.removeTemps(); err != nil {
+		return err
 	}
-	ids, err := d.listLayers()
+	if err := d.images.removeTemps(); err != nil {
+		return err
+	}
+	ids, err := d.layers.list()
 	if err != nil {
 		return err
 	}
-	if err := d.dropStaleRefs(ids); err != nil {
-		return err
+	if err := d.contents.dropStaleRefs(context.Background(), ids); err != nil {
+		return fmt.Errorf("cfs: recover: %w", err)
 	}
 	for _, id := range ids {
-		removeTemps(d.layerDir(id))
-		m, err := d.readMeta(id)
+		m, err := d.layers.readMeta(id)
 		switch {
 		case err != nil || !m.Sealed || d.mountedElsewhere(id):
 		case m.Upper:
@@ -143,62 +138,17 @@ func (d *core) recover() error {
 				return fmt.Errorf("cfs: recover: %w", err)
 			}
 		default:
-			os.RemoveAll(d.upperDir(id))
-			os.RemoveAll(d.workDir(id))
+			d.layers.dropUpper(id)
 		}
 	}
 	return nil
-}
-
-// dropStaleRefs drops the object refs of layers that are gone (a removal
-// interrupted between moving the layer away and dropping its refs), so
-// that their objects can be collected.
-func (d *core) dropStaleRefs(ids []string) error {
-	withRefs, err := d.objects.Layers()
-	if err != nil {
-		return fmt.Errorf("cfs: recover: list object refs: %w", err)
-	}
-	exists := map[string]bool{}
-	for _, id := range ids {
-		exists[id] = true
-	}
-	for _, id := range withRefs {
-		if !exists[id] {
-			if err := d.objects.DropRefs(context.Background(), id); err != nil && !errors.Is(err, dedup.ErrNotFound) {
-				return fmt.Errorf("cfs: recover: drop refs of removed layer %s: %w", id, err)
-			}
-		}
-	}
-	return nil
-}
-
-// removeTemps removes the temporary files (".tmp-*") an interrupted
-// atomic write left in dir.
-func removeTemps(dir string) {
-	names, _ := readDirNames(dir)
-	for _, n := range names {
-		if strings.HasPrefix(n, ".tmp-") {
-			os.Remove(filepath.Join(dir, n))
-		}
-	}
 }
 
 // close unmounts what this process mounted, collects the objects of
 // layers removed in this process, and closes the store.
 func (d *core) close() error {
 	err := d.cleanup()
-	d.mu.Lock()
-	removed := d.removed
-	d.mu.Unlock()
-	if removed && err == nil {
-		if _, gerr := d.objects.GC(context.Background()); gerr != nil {
-			err = fmt.Errorf("cfs: collect unused objects: %w", gerr)
-		}
-	}
-	if cerr := d.host.close(); err == nil {
-		err = cerr
-	}
-	if cerr := d.objects.Close(); err == nil {
+	if cerr := d.contents.close(err == nil); err == nil {
 		err = cerr
 	}
 	if d.lock != nil {
@@ -208,14 +158,11 @@ func (d *core) close() error {
 }
 
 // create makes a writable layer on parent (sealing parent first).
-func (d *core) create(ctx context.Context, id, parent string, container bool) error {
+func (d *core) create(ctx context.Context, id, parent string, kind layerKind) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
-	if _, err := os.Stat(d.layerDir(id)); err == nil {
-		return fmt.Errorf("cfs: layer %s already exists", id)
-	}
-	rootMode, rootUID, rootGID := uint32(0o555), uint32(0), uint32(0)
+	root := rootAttrs{mode: 0o555}
 	if parent != "" {
 		if err := d.seal(ctx, parent); err != nil {
 			return fmt.Errorf("cfs: create %s on %s: %w", id, parent, err)
@@ -223,66 +170,19 @@ func (d *core) create(ctx context.Context, id, parent string, container bool) er
 		// The root of the parent's chain has the metadata of the parent's
 		// own root (layers.Merge gives the upper root's): no need to
 		// flatten the chain, which waits for the first mount.
-		root, err := imageRoot(d.diffImage(parent))
+		r, err := imageRoot(d.layers.diffImage(parent))
 		if err != nil {
 			return fmt.Errorf("cfs: create %s on %s: %w", id, parent, err)
 		}
-		rootMode, rootUID, rootGID = root.Mode&0o7777, root.UID, root.GID
+		root = rootAttrs{mode: r.Mode & 0o7777, uid: r.UID, gid: r.GID}
 	}
-	tmp, err := os.MkdirTemp(filepath.Join(d.home, "layers"), ".new-")
-	if err != nil {
-		return fmt.Errorf("cfs: create %s: %w", id, err)
-	}
-	defer os.RemoveAll(tmp)
-	upper := filepath.Join(tmp, upperDirName)
-	for _, dir := range []string{upper, filepath.Join(tmp, workDirName)} {
-		if err := os.Mkdir(dir, 0o700); err != nil {
-			return fmt.Errorf("cfs: create %s: %w", id, err)
-		}
-	}
-	if err := os.Chmod(upper, os.FileMode(rootMode&0o777)|modeBits(rootMode)); err != nil {
-		return fmt.Errorf("cfs: create %s: %w", id, err)
-	}
-	if err := os.Lchown(upper, int(rootUID), int(rootGID)); err != nil {
-		return fmt.Errorf("cfs: create %s: %w", id, err)
-	}
-	// No fsync: the directory appears whole by the rename, and a layer a
-	// crash loses before its content is sealed (with syncs) had nothing
-	// to lose; c/storage removes such incomplete layers, and removing a
-	// missing or damaged layer succeeds.
-	meta, err := json.Marshal(layerMeta{Parent: parent, Container: container})
-	if err == nil {
-		err = os.WriteFile(filepath.Join(tmp, layerMetaFile), meta, 0o600)
-	}
-	if err == nil {
-		err = os.Rename(tmp, d.layerDir(id))
-	}
-	if err != nil {
-		return fmt.Errorf("cfs: create %s: %w", id, err)
-	}
-	return nil
-}
-
-// modeBits turns the setuid, setgid and sticky bits of a Unix mode into
-// os.FileMode bits.
-func modeBits(mode uint32) os.FileMode {
-	var m os.FileMode
-	if mode&unix.S_ISUID != 0 {
-		m |= os.ModeSetuid
-	}
-	if mode&unix.S_ISGID != 0 {
-		m |= os.ModeSetgid
-	}
-	if mode&unix.S_ISVTX != 0 {
-		m |= os.ModeSticky
-	}
-	return m
+	return d.layers.createWritable(id, layerMeta{Parent: parent, Container: kind == containerLayer}, root)
 }
 
 // seal turns a writable layer's upper directory into its diff image. A
 // sealed layer is left alone.
 func (d *core) seal(ctx context.Context, id string) error {
-	m, err := d.readMeta(id)
+	m, err := d.layers.readMeta(id)
 	if err != nil || m.Sealed {
 		return err
 	}
@@ -293,7 +193,7 @@ func (d *core) seal(ctx context.Context, id string) error {
 		}
 	}
 	_, err = d.commitLayer(ctx, id, m, func(contents layers.Contents) (*tree.Tree, error) {
-		return layers.FromUpper(ctx, d.upperDir(id), lower, contents, d.ingestOptions(nil))
+		return layers.FromUpper(ctx, d.layers.upperDir(id), lower, contents, d.contents.ingestOptions(nil))
 	})
 	if err != nil {
 		return fmt.Errorf("cfs: seal %s: %w", id, err)
@@ -301,23 +201,56 @@ func (d *core) seal(ctx context.Context, id string) error {
 	return nil
 }
 
+// sealing runs f, which works on a chain of sealed layers; when it meets
+// a layer not yet sealed (errUnsealed: a layer below another is sealed
+// when the other is created, but a store may hold older chains), that
+// layer is sealed and f runs again.
+func (d *core) sealing(ctx context.Context, f func() error) error {
+	for tries := 0; ; tries++ {
+		err := f()
+		var u *errUnsealed
+		if !errors.As(err, &u) || tries > maxChainDepth {
+			return err
+		}
+		if err := d.seal(ctx, u.id); err != nil {
+			return err
+		}
+	}
+}
+
+// flatTree is the merged tree of the chain ending at layer id (sealed).
+func (d *core) flatTree(ctx context.Context, id string) (t *tree.Tree, err error) {
+	err = d.sealing(ctx, func() error {
+		t, err = d.images.flatTree(ctx, id)
+		return err
+	})
+	return t, err
+}
+
+// ensureFlat builds the flattened image of the chain ending at layer id
+// (sealed) unless it is cached.
+func (d *core) ensureFlat(ctx context.Context, id string) error {
+	return d.sealing(ctx, func() error { return d.images.ensure(ctx, id) })
+}
+
 // applyDiff ingests a layer tar into the empty writable layer id and
 // seals it; it returns the size of the layer's contents.
 func (d *core) applyDiff(ctx context.Context, id string, r io.Reader, mapIDs layers.IDMapper) (int64, error) {
-	m, err := d.readMeta(id)
+	m, err := d.layers.readMeta(id)
 	if err != nil {
 		return 0, err
 	}
 	if m.Sealed {
 		return 0, fmt.Errorf("cfs: apply diff to %s: the layer is sealed", id)
 	}
-	if names, err := readDirNames(d.upperDir(id)); err != nil || len(names) > 0 {
+	upper := d.layers.upperDir(id)
+	if names, err := readDirNames(upper); err != nil || len(names) > 0 {
 		return 0, fmt.Errorf("cfs: apply diff to %s: the layer already has content (%d entries, %v)", id, len(names), err)
 	}
 	diff, err := d.commitLayer(ctx, id, m, func(contents layers.Contents) (*tree.Tree, error) {
-		t, stats, err := layers.Ingest(ctx, r, contents, d.ingestOptions(mapIDs))
+		t, stats, err := layers.Ingest(ctx, r, contents, d.contents.ingestOptions(mapIDs))
 		if err == nil && !stats.RootEntry {
-			err = rootFromDir(t.Root, d.upperDir(id))
+			err = rootFromDir(t.Root, upper)
 		}
 		return t, err
 	})
@@ -327,72 +260,28 @@ func (d *core) applyDiff(ctx context.Context, id string, r io.Reader, mapIDs lay
 	return layers.DiffSize(diff), nil
 }
 
-// commitLayer builds a layer's diff tree with build, storing contents in
-// one ingest session, writes it as the layer's image, registers the
-// objects it uses as the layer's refs and marks the layer sealed. Until
-// the refs are committed the session pins the objects against GC; a crash
-// before that leaves the layer unsealed and the objects collectable.
+// commitLayer builds a layer's diff tree with build (its contents
+// stored), writes it as the layer's image, registers the objects it uses
+// as the layer's refs and marks the layer sealed. A crash before the
+// last step leaves the layer unsealed and the objects collectable.
 func (d *core) commitLayer(ctx context.Context, id string, m layerMeta, build func(layers.Contents) (*tree.Tree, error)) (*tree.Tree, error) {
-	in, err := d.objects.BeginIngest(ctx)
+	diff, err := d.contents.commit(ctx, id, build, func(t *tree.Tree) error {
+		return writeImage(d.layers.diffImage(id), t)
+	})
 	if err != nil {
 		return nil, err
 	}
-	committed := false
-	defer func() {
-		if !committed {
-			in.Abort()
-		}
-	}()
-	insertOpts, err := d.host.insertOptions(ctx)
-	if err != nil {
-		return nil, err
-	}
-	// Nothing looks layer contents up by plain SHA-256 (yet: zstd:chunked
-	// pulls would); skipping it halves the hashing per byte.
-	insertOpts.NoSHA256 = true
-	diff, err := build(ingestContents{in: in, opts: insertOpts})
-	if err != nil {
-		return nil, err
-	}
-	if err := pinTree(ctx, in, diff); err != nil {
-		return nil, err
-	}
-	if err := writeImage(d.diffImage(id), diff); err != nil {
-		return nil, err
-	}
-	if err := in.Commit(ctx, id); err != nil {
-		return nil, fmt.Errorf("register objects: %w", err)
-	}
-	committed = true
 	m.Sealed = true
-	if err := d.writeMeta(d.layerDir(id), m); err != nil {
+	if err := d.layers.writeMeta(id, m); err != nil {
 		return nil, err
 	}
 	d.mu.Lock()
 	_, mounted := d.mounts[id]
 	d.mu.Unlock()
 	if !mounted {
-		os.RemoveAll(d.upperDir(id))
-		os.RemoveAll(d.workDir(id))
+		d.layers.dropUpper(id)
 	}
 	return diff, nil
-}
-
-// pinTree pins every object t uses in the session, including those it
-// did not insert (a metacopy file reuses its lower file's object).
-func pinTree(ctx context.Context, in *dedup.Ingest, t *tree.Tree) error {
-	return t.Walk(func(p string, e tree.Dirent) error {
-		if e.HardLink || !e.Node.IsExternal() {
-			return nil
-		}
-		if e.Node.Digest == nil {
-			return fmt.Errorf("%s: external file without a digest", p)
-		}
-		if err := in.Ref(ctx, *e.Node.Digest); err != nil {
-			return fmt.Errorf("%s: %w", p, err)
-		}
-		return nil
-	})
 }
 
 // rootFromDir gives n the mode and owner of the directory dir.
@@ -405,16 +294,6 @@ func rootFromDir(n *tree.Node, dir string) error {
 	return nil
 }
 
-func (d *core) ingestOptions(mapIDs layers.IDMapper) layers.IngestOptions {
-	limit := d.opts.InlineThreshold
-	if limit == 0 {
-		limit = -1
-	}
-	// Contents up to 1 MiB are stored on one worker per CPU while the
-	// tar goes on being read (and decompressed, upstream).
-	return layers.IngestOptions{InlineLimit: limit, MapIDs: mapIDs, Workers: runtime.GOMAXPROCS(0)}
-}
-
 // remove deletes a layer: unmounts it, moves its directory out of the
 // way (so the layer is gone at once) and returns a function that deletes
 // the files.
@@ -423,7 +302,7 @@ func (d *core) remove(id string) (func() error, error) {
 	if err := checkID(id); err != nil {
 		return noop, err
 	}
-	if _, err := os.Lstat(d.layerDir(id)); errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Lstat(d.layers.path(id)); errors.Is(err, fs.ErrNotExist) {
 		return noop, nil // gone already (a crash may lose a layer just created)
 	}
 	// A layer whose layer.json is damaged is removed all the same.
@@ -432,62 +311,54 @@ func (d *core) remove(id string) (func() error, error) {
 	}
 	trash, err := os.MkdirTemp(filepath.Join(d.home, "tmp"), "rm-")
 	if err != nil {
-		return func() error { return nil }, fmt.Errorf("cfs: remove %s: %w", id, err)
+		return noop, fmt.Errorf("cfs: remove %s: %w", id, err)
 	}
 	cleanup := func() error { return os.RemoveAll(trash) }
 	// The flattened image goes first: a crash before the layer goes
 	// leaves a layer whose image is rebuilt when needed, never an image
 	// without its layer.
-	for i, p := range []string{d.flatImage(id), d.flatImage(id) + digestSuffix} {
+	for i, p := range d.images.files(id) {
 		if err := os.Rename(p, filepath.Join(trash, fmt.Sprintf("image%d", i))); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return cleanup, fmt.Errorf("cfs: remove %s: %w", id, err)
 		}
 	}
-	if err := os.Rename(d.layerDir(id), filepath.Join(trash, "layer")); err != nil {
+	if err := os.Rename(d.layers.path(id), filepath.Join(trash, "layer")); err != nil {
 		return cleanup, fmt.Errorf("cfs: remove %s: %w", id, err)
 	}
-	// A layer that was never sealed (a container's) registered no refs,
-	// and its removal frees no object: no collection needed for it.
-	err = d.objects.DropRefs(context.Background(), id)
-	switch {
-	case errors.Is(err, dedup.ErrNotFound):
-	case err != nil:
-		return cleanup, fmt.Errorf("cfs: remove %s: drop object refs: %w", id, err)
-	default:
-		d.mu.Lock()
-		d.removed = true
-		d.mu.Unlock()
+	if err := d.contents.dropRefs(context.Background(), id); err != nil {
+		return cleanup, fmt.Errorf("cfs: remove %s: %w", id, err)
 	}
 	return cleanup, nil
 }
 
-func (d *core) exists(id string) bool {
-	_, err := d.readMeta(id)
-	return err == nil
-}
-
-func (d *core) listLayers() ([]string, error) {
-	names, err := readDirNames(filepath.Join(d.home, "layers"))
-	if err != nil {
-		return nil, fmt.Errorf("cfs: list layers: %w", err)
-	}
-	ids := names[:0]
-	for _, n := range names {
-		if !strings.HasPrefix(n, ".") {
-			ids = append(ids, n)
-		}
-	}
-	return ids, nil
-}
-
-func readDirNames(dir string) ([]string, error) {
-	entries, err := os.ReadDir(dir)
+// metadata says where layer id's files are.
+func (d *core) metadata(id string) (map[string]string, error) {
+	m, err := d.layers.readMeta(id)
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, len(entries))
-	for i, e := range entries {
-		names[i] = e.Name()
+	md := map[string]string{"MergedDir": d.mergedDir(id)}
+	if m.Sealed {
+		md["Image"] = d.layers.diffImage(id)
+	} else {
+		md["UpperDir"], md["WorkDir"] = d.layers.upperDir(id), d.layers.workDir(id)
 	}
-	return names, nil
+	return md, nil
+}
+
+// diskUsage is the disk usage of a writable layer's upper directory, or
+// of a sealed layer's diff image.
+func (d *core) diskUsage(id string) (*directory.DiskUsage, error) {
+	m, err := d.layers.readMeta(id)
+	if err != nil {
+		return nil, err
+	}
+	if !m.Sealed {
+		return directory.Usage(d.layers.upperDir(id))
+	}
+	st, err := os.Stat(d.layers.diffImage(id))
+	if err != nil {
+		return nil, err
+	}
+	return &directory.DiskUsage{Size: st.Size(), InodeCount: 1}, nil
 }

@@ -40,7 +40,7 @@ func mustTar(t *testing.T, entries ...tarfix.Entry) []byte {
 func applyLayer(t *testing.T, c *core, id, parent string, tarball []byte) {
 	t.Helper()
 	ctx := context.Background()
-	if err := c.create(ctx, id, parent, false); err != nil {
+	if err := c.create(ctx, id, parent, imageLayer); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.applyDiff(ctx, id, bytes.NewReader(tarball), nil); err != nil {
@@ -50,7 +50,7 @@ func applyLayer(t *testing.T, c *core, id, parent string, tarball []byte) {
 
 func objectCount(t *testing.T, c *core) int64 {
 	t.Helper()
-	st, err := c.objects.Stats(context.Background())
+	st, err := c.contents.objects.Stats(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestApplyDiffHostileTar(t *testing.T) {
 		tarfix.File("ok", strings.Repeat("fine content ", 50)),
 		tarfix.File("../../../../../../.."+outside+"/escaped", "gotcha"),
 	)
-	if err := c.create(context.Background(), "evil", "", false); err != nil {
+	if err := c.create(context.Background(), "evil", "", imageLayer); err != nil {
 		t.Fatal(err)
 	}
 	_, err := c.applyDiff(context.Background(), "evil", bytes.NewReader(evil), nil)
@@ -134,11 +134,11 @@ func TestApplyDiffHostileTar(t *testing.T) {
 	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
 		t.Fatalf("hostile tar wrote outside the store: %v", entries)
 	}
-	m, err := c.readMeta("evil")
+	m, err := c.layers.readMeta("evil")
 	if err != nil || m.Sealed {
 		t.Fatalf("layer after a failed apply: sealed=%v err=%v", m.Sealed, err)
 	}
-	if _, err := c.objects.GC(context.Background()); err != nil {
+	if _, err := c.contents.objects.GC(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if n := objectCount(t, c); n != 0 {
@@ -161,7 +161,7 @@ func TestOneMountPerContainer(t *testing.T) {
 		parent = id
 	}
 	ctx := context.Background()
-	if err := c.create(ctx, "ctr", parent, true); err != nil {
+	if err := c.create(ctx, "ctr", parent, containerLayer); err != nil {
 		t.Fatal(err)
 	}
 	mnt, err := c.get(ctx, "ctr", mountOptions{})
@@ -182,7 +182,7 @@ func TestOneMountPerContainer(t *testing.T) {
 	// The EROFS mount is detached: the overlay is the one mount in the
 	// table, its lower the EROFS mount (by descriptor) and the objects.
 	if len(ours) != 1 || !strings.Contains(ours[0], " - overlay ") || !strings.Contains(ours[0], "lowerdir+=/proc/self/fd/") ||
-		!strings.Contains(ours[0], "datadir+="+c.objects.ObjectsDir()) {
+		!strings.Contains(ours[0], "datadir+="+c.contents.objects.ObjectsDir()) {
 		t.Fatalf("container on 20 layers: want one overlay over a detached EROFS mount and the objects, got:\n%s", strings.Join(ours, "\n"))
 	}
 	for _, line := range strings.Split(string(data), "\n") {
@@ -231,7 +231,7 @@ func TestAsExtension(t *testing.T) {
 	c := newTestCore(t)
 	var drv graphdriver.Driver = newAdapter(graphdriver.ProtoDriver.DeferredRemove, c)
 	ext, ok := AsExtension(drv)
-	if !ok || ext.Objects() != c.objects || ext.Home() != c.home {
+	if !ok || ext.Objects() != c.contents.objects || ext.Home() != c.home {
 		t.Fatalf("AsExtension(cfs driver) = %v, %v", ext, ok)
 	}
 }
@@ -284,16 +284,16 @@ func TestRemoveMissingOrDamagedLayer(t *testing.T) {
 	if err := removeLayer(c, "never-existed"); err != nil {
 		t.Fatalf("remove of a missing layer: %v", err)
 	}
-	if err := c.create(context.Background(), "damaged", "", true); err != nil {
+	if err := c.create(context.Background(), "damaged", "", containerLayer); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(c.layerDir("damaged"), layerMetaFile), nil, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(c.layers.path("damaged"), layerMetaFile), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := removeLayer(c, "damaged"); err != nil {
 		t.Fatalf("remove of a layer with an empty layer.json: %v", err)
 	}
-	if _, err := os.Stat(c.layerDir("damaged")); !os.IsNotExist(err) {
+	if _, err := os.Stat(c.layers.path("damaged")); !os.IsNotExist(err) {
 		t.Fatalf("damaged layer still there: %v", err)
 	}
 }

@@ -46,7 +46,7 @@ func crashLayerID(n int) string { return fmt.Sprintf("c%04d", n) }
 // and seals it (as creating a child on it, or committing it, does).
 func crashCommit(ctx context.Context, c *core, n int, id string) error {
 	w := fmt.Sprintf("w%04d", n)
-	if err := c.create(ctx, w, id, false); err != nil {
+	if err := c.create(ctx, w, id, imageLayer); err != nil {
 		return err
 	}
 	mnt, err := c.get(ctx, w, mountOptions{})
@@ -77,11 +77,11 @@ func runCrashChild(home, run string, start int) {
 	for n := start; ; n++ {
 		id := crashLayerID(n)
 		parent := ""
-		if n%3 != 0 && c.exists(crashLayerID(n-1)) {
+		if n%3 != 0 && c.layers.exists(crashLayerID(n-1)) {
 			parent = crashLayerID(n - 1)
 		}
 		tarball, _ := tarfix.Tar(crashLayer(n)...)
-		if err := c.create(ctx, id, parent, false); err != nil {
+		if err := c.create(ctx, id, parent, imageLayer); err != nil {
 			fmt.Println("create:", err)
 			os.Exit(2)
 		}
@@ -104,7 +104,7 @@ func runCrashChild(home, run string, start int) {
 			// A committed child of the parent goes first, as c/storage
 			// removes children before parents.
 			for _, victim := range []string{"w" + parent[1:], parent} {
-				if !c.exists(victim) {
+				if !c.layers.exists(victim) {
 					continue
 				}
 				fmt.Printf("removing %s\n", victim)
@@ -114,7 +114,7 @@ func runCrashChild(home, run string, start int) {
 			}
 		}
 		if n%5 == 0 {
-			if _, err := c.objects.GC(ctx); err != nil {
+			if _, err := c.contents.objects.GC(ctx); err != nil {
 				fmt.Println("gc:", err)
 				os.Exit(2)
 			}
@@ -197,7 +197,7 @@ func checkAfterCrash(t *testing.T, home, run string, applied, removed, fresh map
 	defer c.close()
 	// Half-made layers (created, never reported applied) go, as c/storage
 	// removes incomplete layers at start-up.
-	ids, err := c.listLayers()
+	ids, err := c.layers.list()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,26 +209,26 @@ func checkAfterCrash(t *testing.T, home, run string, applied, removed, fresh map
 		}
 	}
 	if fresh == nil { // the full check
-		if _, err := c.objects.GC(ctx); err != nil {
+		if _, err := c.contents.objects.GC(ctx); err != nil {
 			t.Fatalf("gc after crash: %v", err)
 		}
 		checkNoLeakedObjects(t, c)
-		rep, err := c.objects.Fsck(ctx, dedupFsckAll())
+		rep, err := c.contents.objects.Fsck(ctx, dedupFsckAll())
 		if err != nil || !rep.Clean() {
 			t.Fatalf("fsck after crash: %v %+v", err, rep)
 		}
-		if problems, err := c.CheckImages(ctx, false); err != nil || len(problems) > 0 {
+		if problems, err := c.checkImages(ctx, CheckOnly); err != nil || len(problems) > 0 {
 			t.Fatalf("image check after crash: %v %+v", err, problems)
 		}
 	}
 	for _, id := range ids {
-		if names, _ := readDirNames(c.layerDir(id)); slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, ".tmp-") }) {
+		if names, _ := readDirNames(c.layers.path(id)); slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, ".tmp-") }) {
 			t.Fatalf("layer %s keeps temporary files after recovery: %v", id, names)
 		}
 	}
 	for id := range applied {
 		if removed[id] {
-			if c.exists(id) {
+			if c.layers.exists(id) {
 				t.Fatalf("layer %s reported removed is back", id)
 			}
 			continue
@@ -276,13 +276,13 @@ func layerExists(home, id string) bool {
 // objects its layers reference: nothing an interrupted operation left.
 func checkNoLeakedObjects(t *testing.T, c *core) {
 	t.Helper()
-	ids, err := c.listLayers()
+	ids, err := c.layers.list()
 	if err != nil {
 		t.Fatal(err)
 	}
 	used := map[dedup.Digest]bool{}
 	for _, id := range ids {
-		refs, err := c.objects.Refs(id)
+		refs, err := c.contents.objects.Refs(id)
 		if err != nil && !errors.Is(err, dedup.ErrNotFound) {
 			t.Fatal(err)
 		}
@@ -290,7 +290,7 @@ func checkNoLeakedObjects(t *testing.T, c *core) {
 			used[d] = true
 		}
 	}
-	st, err := c.objects.Stats(context.Background())
+	st, err := c.contents.objects.Stats(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ func (d *core) diff(ctx context.Context, id, parent string) (io.ReadCloser, erro
 	}
 	pr, pw := io.Pipe()
 	go func() {
-		err := layers.WriteTar(ctx, pw, t, d.openContent)
+		err := layers.WriteTar(ctx, pw, t, d.contents.open)
 		session.Abort()
 		pw.CloseWithError(err)
 	}()
@@ -34,11 +34,11 @@ func (d *core) diff(ctx context.Context, id, parent string) (io.ReadCloser, erro
 // occasion, pinned by the returned session until its Abort (afterwards
 // they are collectable unless a layer uses them).
 func (d *core) readableDiffTree(ctx context.Context, id, parent string) (*tree.Tree, *dedup.Ingest, error) {
-	session, err := d.objects.BeginIngest(ctx)
+	session, contents, err := d.contents.session(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	t, m, err := d.diffTree(ctx, id, ingestContents{in: session})
+	t, m, err := d.diffTree(ctx, id, contents)
 	if err == nil && parent != m.Parent {
 		err = fmt.Errorf("cfs: diff of %s against %q: only its parent %q is supported", id, parent, m.Parent)
 	}
@@ -47,18 +47,6 @@ func (d *core) readableDiffTree(ctx context.Context, id, parent string) (*tree.T
 		return nil, nil, err
 	}
 	return t, session, nil
-}
-
-// openContent opens the object holding an external file's content.
-func (d *core) openContent(n *tree.Node) (io.ReadCloser, error) {
-	if n.Digest == nil {
-		return nil, fmt.Errorf("cfs: external file with no digest (payload %q)", n.Payload)
-	}
-	f, err := d.objects.Open(*n.Digest)
-	if err != nil {
-		return nil, fmt.Errorf("cfs: object %s: %w", n.Payload, err)
-	}
-	return f, nil
 }
 
 // changes lists what differs between the full trees of parent and id.
@@ -92,7 +80,7 @@ type fileGetter struct {
 }
 
 func (d *core) fileGetter(ctx context.Context, id string) (*fileGetter, error) {
-	m, err := d.readMeta(id)
+	m, err := d.layers.readMeta(id)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +107,7 @@ func (g *fileGetter) Get(path string) (io.ReadCloser, error) {
 	if !n.IsExternal() {
 		return io.NopCloser(bytes.NewReader(n.Content)), nil
 	}
-	return g.d.openContent(n)
+	return g.d.contents.open(n)
 }
 
 // Close ends the getter's ingest session.
@@ -128,54 +116,57 @@ func (g *fileGetter) Close() error { return g.session.Abort() }
 // createFromTemplate makes layer id on parent with the same content as
 // layer template. The new layer is sealed: it shares the template's diff
 // image when both have the same parent, else its diff is the template's
-// whole tree over an opaque root.
+// whole tree over an opaque root. Parent is sealed first, as create does.
 func (d *core) createFromTemplate(ctx context.Context, id, template, parent string) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
-	if err := d.seal(ctx, template); err != nil {
-		return err
-	}
-	tm, err := d.readMeta(template)
-	if err != nil {
-		return err
-	}
-	tmp, err := os.MkdirTemp(filepath.Join(d.home, "layers"), ".new-")
-	if err != nil {
-		return fmt.Errorf("cfs: create %s from %s: %w", id, template, err)
-	}
-	defer os.RemoveAll(tmp)
-	img := filepath.Join(tmp, diffImageFile)
-	if tm.Parent == parent {
-		err = copyFile(d.diffImage(template)+digestSuffix, img+digestSuffix)
-		if err == nil {
-			err = copyFile(d.diffImage(template), img)
+	for _, l := range []string{template, parent} {
+		if l == "" {
+			continue
 		}
-	} else {
-		var full *tree.Tree
-		if full, err = d.flatTree(ctx, template); err == nil {
+		if err := d.seal(ctx, l); err != nil {
+			return fmt.Errorf("cfs: create %s from %s: %w", id, template, err)
+		}
+	}
+	tm, err := d.layers.readMeta(template)
+	if err != nil {
+		return err
+	}
+	if d.layers.exists(id) {
+		return fmt.Errorf("cfs: layer %s already exists", id)
+	}
+	err = d.layers.build(id, func(dir string) error {
+		img := filepath.Join(dir, diffImageFile)
+		if tm.Parent == parent {
+			if err := copyFile(d.layers.diffImage(template)+digestSuffix, img+digestSuffix); err != nil {
+				return err
+			}
+			if err := copyFile(d.layers.diffImage(template), img); err != nil {
+				return err
+			}
+		} else {
+			full, err := d.flatTree(ctx, template)
+			if err != nil {
+				return err
+			}
 			full.Root.SetXattr(layers.OpaqueXattr, []byte("y"))
-			err = writeImage(img, full)
+			if err := writeImage(img, full); err != nil {
+				return err
+			}
 		}
-	}
+		// The refs before the layer: a crash in between leaves refs of
+		// a missing layer, which recovery drops.
+		if err := d.contents.copyRefs(ctx, template, id); err != nil {
+			return fmt.Errorf("object refs: %w", err)
+		}
+		return writeMetaIn(dir, layerMeta{Parent: parent, Sealed: true})
+	})
 	if err != nil {
-		return fmt.Errorf("cfs: create %s from %s: %w", id, template, err)
-	}
-	refs, err := d.objects.Refs(template)
-	if err == nil {
-		err = d.objects.SetRefs(ctx, id, refs)
-	}
-	if err != nil {
-		return fmt.Errorf("cfs: create %s from %s: object refs: %w", id, template, err)
-	}
-	if err := d.writeMeta(tmp, layerMeta{Parent: parent, Sealed: true}); err != nil {
+		d.contents.dropRefs(ctx, id)
 		return err
 	}
-	if err := os.Rename(tmp, d.layerDir(id)); err != nil {
-		d.objects.DropRefs(ctx, id)
-		return fmt.Errorf("cfs: create %s from %s: %w", id, template, err)
-	}
-	return syncDir(filepath.Join(d.home, "layers"))
+	return syncDir(d.layers.dir)
 }
 
 // copyFile hard-links src to dst (images are immutable), or copies it.
@@ -201,4 +192,57 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// diffTree is a layer's own tree: its diff image once sealed, else what
+// its upper directory holds over its parent chain.
+func (d *core) diffTree(ctx context.Context, id string, contents layers.Contents) (*tree.Tree, layerMeta, error) {
+	m, err := d.layers.readMeta(id)
+	if err != nil {
+		return nil, m, err
+	}
+	if m.Sealed {
+		t, err := d.images.readDiff(id)
+		return t, m, err
+	}
+	var lower *tree.Tree
+	if m.Parent != "" {
+		if lower, err = d.flatTree(ctx, m.Parent); err != nil {
+			return nil, m, err
+		}
+	}
+	t, err := layers.FromUpper(ctx, d.layers.upperDir(id), lower, contents, d.contents.ingestOptions(nil))
+	if err != nil {
+		return nil, m, fmt.Errorf("cfs: layer %s: %w", id, err)
+	}
+	return t, m, nil
+}
+
+// fullTree is everything a layer shows when mounted: its chain merged.
+func (d *core) fullTree(ctx context.Context, id string) (*tree.Tree, error) {
+	if id == "" {
+		return tree.New(), nil
+	}
+	m, err := d.layers.readMeta(id)
+	if err != nil {
+		return nil, err
+	}
+	if m.Sealed {
+		return d.flatTree(ctx, id)
+	}
+	diff, _, err := d.diffTree(ctx, id, hashContents{})
+	if err != nil {
+		return nil, err
+	}
+	base := tree.New()
+	if m.Parent != "" {
+		if base, err = d.flatTree(ctx, m.Parent); err != nil {
+			return nil, err
+		}
+	}
+	if err := layers.Merge(base, diff); err != nil {
+		return nil, err
+	}
+	layers.FixLinks(base)
+	return base, nil
 }

@@ -65,7 +65,7 @@ func TestFlatChainAtOnceEqualsLayerByLayer(t *testing.T) {
 		}
 		var images [][]byte
 		for _, id := range ids {
-			data, err := os.ReadFile(c.flatImage(id))
+			data, err := os.ReadFile(c.images.path(id))
 			switch {
 			case err == nil:
 				images = append(images, data)
@@ -86,5 +86,37 @@ func TestFlatChainAtOnceEqualsLayerByLayer(t *testing.T) {
 		if atOnce[i] != nil {
 			t.Errorf("layer %d: mounting the top wrote a flattened image of a layer below it", i)
 		}
+	}
+}
+
+// A store can hold a writable layer below another one (a chain made
+// before every parent was sealed at Create): flattening seals it on the
+// way and then shows its content.
+func TestFlattenSealsUnsealedParent(t *testing.T) {
+	ctx := context.Background()
+	c := newTestCore(t)
+	if err := c.create(ctx, "old", "", imageLayer); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(c.layers.upperDir("old")+"/written", []byte("by a mount\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The child as an older store has it: its parent left unsealed.
+	if err := c.layers.createWritable("child", layerMeta{Parent: "old"}, rootAttrs{mode: 0o755}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.images.flatTree(ctx, "old"); err == nil {
+		t.Fatal("the image cache flattened an unsealed layer")
+	}
+	dir, err := c.get(ctx, "child", mountOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.put("child")
+	if data, err := os.ReadFile(dir + "/written"); err != nil || string(data) != "by a mount\n" {
+		t.Fatalf("parent content through the child: %q, %v", data, err)
+	}
+	if m, err := c.layers.readMeta("old"); err != nil || !m.Sealed {
+		t.Fatalf("parent not sealed by the mount: %+v, %v", m, err)
 	}
 }

@@ -44,17 +44,16 @@ type hostShare struct {
 }
 
 func newHostShare(home string, opts Options) *hostShare {
-	if opts.HostRepo == "" || opts.HostLink == "off" {
+	if !opts.sharesHost() {
 		return nil
 	}
-	mode := map[string]dedup.LinkMode{"auto": dedup.LinkAuto, "hardlink": dedup.LinkHardlink, "reflink": dedup.LinkReflink, "copy": dedup.LinkCopy}[opts.HostLink]
 	return &hostShare{
 		repoPath:   opts.HostRepo,
 		cacheDir:   filepath.Join(home, "hostlink"),
 		stagingDir: filepath.Join(home, "hostlink", "staging"),
 		minSize:    opts.InlineThreshold + 1,
-		linkName:   opts.HostLink,
-		mode:       mode,
+		linkName:   hostLinkName(opts.HostLink),
+		mode:       opts.HostLink,
 	}
 }
 

@@ -11,7 +11,7 @@ func TestHostStatusLines(t *testing.T) {
 	if got := none.statusLines(dedup.Stats{}); got != nil {
 		t.Errorf("without a host repository: %v", got)
 	}
-	h := newHostShare("/home", Options{HostRepo: "/sysroot/ostree/repo", HostLink: "auto", InlineThreshold: 64})
+	h := newHostShare("/home", Options{HostRepo: "/sysroot/ostree/repo", HostLink: dedup.LinkAuto, InlineThreshold: 64})
 	st := dedup.Stats{ByMode: map[dedup.LinkMode]dedup.ModeCount{
 		dedup.LinkHardlink: {Objects: 3}, dedup.LinkReflink: {Objects: 2}, dedup.LinkCopy: {Objects: 1}, dedup.LinkWritten: {Objects: 9},
 	}}
@@ -22,7 +22,7 @@ func TestHostStatusLines(t *testing.T) {
 	if h.stagingDir != "/home/hostlink/staging" {
 		t.Errorf("staging directory %s", h.stagingDir)
 	}
-	if newHostShare("/home", Options{HostRepo: "/r", HostLink: "off"}) != nil {
+	if newHostShare("/home", Options{HostRepo: "/r", HostLink: dedup.LinkNone}) != nil {
 		t.Error("host_link=off still shares")
 	}
 }

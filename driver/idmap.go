@@ -2,13 +2,37 @@ package driver
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 
 	"github.com/cfs-storage/cfs-storage/layers"
 	"github.com/cfs-storage/cfs-storage/layers/tree"
 )
+
+// updateIDMap changes the owners of everything layer id shows with
+// mapIDs (for a container in a user namespace). A sealed layer's image
+// is rewritten (remapSealed); a writable layer is mounted and chown runs
+// on its root (a metadata-only copy-up per file).
+func (d *core) updateIDMap(ctx context.Context, id string, mapIDs layers.IDMapper, mountLabel string, chown func(dir string) error) error {
+	m, err := d.layers.readMeta(id)
+	if err != nil {
+		return err
+	}
+	if m.Sealed {
+		return d.remapSealed(ctx, id, mapIDs)
+	}
+	mnt, err := d.get(ctx, id, mountOptions{MountLabel: mountLabel})
+	if err != nil {
+		return err
+	}
+	err = chown(mnt)
+	if perr := d.put(id); err == nil {
+		err = perr
+	}
+	if err != nil {
+		return fmt.Errorf("cfs: remap owners of %s: %w", id, err)
+	}
+	return nil
+}
 
 // remapSealed rewrites the owners of everything a sealed layer shows
 // (its whole chain) with mapIDs. The layer's new diff is its full tree
@@ -36,14 +60,14 @@ func (d *core) remapSealed(ctx context.Context, id string, mapIDs layers.IDMappe
 		return fmt.Errorf("cfs: remap owners of %s: %w", id, err)
 	}
 	full.Root.SetXattr(layers.OpaqueXattr, []byte("y"))
-	m, err := d.readMeta(id)
+	m, err := d.layers.readMeta(id)
 	if err != nil {
 		return err
 	}
 	if _, err := d.commitLayer(ctx, id, m, func(layers.Contents) (*tree.Tree, error) { return full, nil }); err != nil {
 		return fmt.Errorf("cfs: remap owners of %s: %w", id, err)
 	}
-	if err := os.Remove(d.flatImage(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if _, err := d.images.drop(id); err != nil {
 		return fmt.Errorf("cfs: remap owners of %s: drop cached image: %w", id, err)
 	}
 	return nil

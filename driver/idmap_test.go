@@ -29,7 +29,7 @@ func TestUpdateLayerIDMap(t *testing.T) {
 		t.Fatalf("sealed layer: %v", err)
 	}
 	checkOwners(t, c, "top", map[string]uint32{"root-file": 100000, "user-file": 101000})
-	if err := c.create(context.Background(), "ctr", "base", true); err != nil {
+	if err := c.create(context.Background(), "ctr", "base", containerLayer); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.UpdateLayerIDMap("ctr", identity, shift, ""); err != nil {

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrLayerUnknown is wrapped by errors about a layer the driver does not
@@ -39,16 +41,33 @@ type layerMeta struct {
 	Upper bool `json:"upper,omitempty"`
 }
 
-func (d *core) layerDir(id string) string { return filepath.Join(d.home, "layers", id) }
-func (d *core) upperDir(id string) string { return filepath.Join(d.layerDir(id), upperDirName) }
-func (d *core) workDir(id string) string  { return filepath.Join(d.layerDir(id), workDirName) }
-func (d *core) diffImage(id string) string {
-	return filepath.Join(d.layerDir(id), diffImageFile)
+// layerKind says what a new writable layer is for.
+type layerKind int
+
+const (
+	// imageLayer is a layer of an image: sealed when a tar is applied to
+	// it or a child is created on it.
+	imageLayer layerKind = iota
+	// containerLayer is a container's layer (CreateReadWrite): sealed
+	// only when another layer is created on it.
+	containerLayer
+)
+
+// layerStore keeps the layers' directories, <home>/layers/<id>: each
+// layer's metadata (layer.json), its diff image once sealed, and its
+// overlay upper and work directories while it is writable. New layer
+// directories are built under a hidden name and renamed into place, so a
+// layer appears whole or not at all.
+type layerStore struct {
+	dir string // <home>/layers
 }
 
-// flatImage is where the flattened image of the chain ending at id is
-// cached.
-func (d *core) flatImage(id string) string { return filepath.Join(d.home, "images", id+".cfs") }
+func (s *layerStore) path(id string) string     { return filepath.Join(s.dir, id) }
+func (s *layerStore) upperDir(id string) string { return filepath.Join(s.path(id), upperDirName) }
+func (s *layerStore) workDir(id string) string  { return filepath.Join(s.path(id), workDirName) }
+func (s *layerStore) diffImage(id string) string {
+	return filepath.Join(s.path(id), diffImageFile)
+}
 
 // checkID refuses IDs that are not a single path component.
 func checkID(id string) error {
@@ -58,12 +77,13 @@ func checkID(id string) error {
 	return nil
 }
 
-func (d *core) readMeta(id string) (layerMeta, error) {
+// readMeta reads layer id's metadata; ErrLayerUnknown if it has none.
+func (s *layerStore) readMeta(id string) (layerMeta, error) {
 	var m layerMeta
 	if err := checkID(id); err != nil {
 		return m, err
 	}
-	data, err := os.ReadFile(filepath.Join(d.layerDir(id), layerMetaFile))
+	data, err := os.ReadFile(filepath.Join(s.path(id), layerMetaFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return m, fmt.Errorf("%w: %s", ErrLayerUnknown, id)
 	}
@@ -76,13 +96,190 @@ func (d *core) readMeta(id string) (layerMeta, error) {
 	return m, nil
 }
 
-// writeMeta replaces a layer's metadata atomically.
-func (d *core) writeMeta(dir string, m layerMeta) error {
+// writeMeta replaces layer id's metadata atomically.
+func (s *layerStore) writeMeta(id string, m layerMeta) error {
+	return writeMetaIn(s.path(id), m)
+}
+
+// writeMetaIn writes the metadata file of the layer directory dir (a
+// layer's, or one being built) atomically.
+func writeMetaIn(dir string, m layerMeta) error {
 	data, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
 	return writeFileAtomic(filepath.Join(dir, layerMetaFile), data)
+}
+
+// exists reports whether layer id has readable metadata.
+func (s *layerStore) exists(id string) bool {
+	_, err := s.readMeta(id)
+	return err == nil
+}
+
+// list returns every layer's ID.
+func (s *layerStore) list() ([]string, error) {
+	names, err := readDirNames(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("cfs: list layers: %w", err)
+	}
+	ids := names[:0]
+	for _, n := range names {
+		if !strings.HasPrefix(n, ".") {
+			ids = append(ids, n)
+		}
+	}
+	return ids, nil
+}
+
+// parents maps every layer with readable metadata to its parent.
+func (s *layerStore) parents() (map[string]string, error) {
+	ids, err := s.list()
+	if err != nil {
+		return nil, err
+	}
+	parent := make(map[string]string, len(ids))
+	for _, id := range ids {
+		if m, err := s.readMeta(id); err == nil {
+			parent[id] = m.Parent
+		}
+	}
+	return parent, nil
+}
+
+// rootAttrs are the mode and owner of a layer's root directory.
+type rootAttrs struct {
+	mode     uint32
+	uid, gid uint32
+}
+
+// createWritable makes the writable layer id: empty upper and work
+// directories (the upper's root with root's mode and owner, which
+// overlay shows) and metadata m.
+func (s *layerStore) createWritable(id string, m layerMeta, root rootAttrs) error {
+	return s.build(id, func(dir string) error {
+		upper := filepath.Join(dir, upperDirName)
+		if err := makeUpper(upper, filepath.Join(dir, workDirName), root); err != nil {
+			return err
+		}
+		// No fsync: the directory appears whole by the rename, and a
+		// layer a crash loses before its content is sealed (with syncs)
+		// had nothing to lose; c/storage removes such incomplete layers,
+		// and removing a missing or damaged layer succeeds.
+		data, err := json.Marshal(m)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, layerMetaFile), data, 0o600)
+	})
+}
+
+// makeUpper makes an empty overlay upper and work directory, the upper
+// with root's mode and owner.
+func makeUpper(upper, work string, root rootAttrs) error {
+	for _, dir := range []string{upper, work} {
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			return err
+		}
+	}
+	if err := os.Chmod(upper, os.FileMode(root.mode&0o777)|modeBits(root.mode)); err != nil {
+		return err
+	}
+	return os.Lchown(upper, int(root.uid), int(root.gid))
+}
+
+// modeBits turns the setuid, setgid and sticky bits of a Unix mode into
+// os.FileMode bits.
+func modeBits(mode uint32) os.FileMode {
+	var m os.FileMode
+	if mode&unix.S_ISUID != 0 {
+		m |= os.ModeSetuid
+	}
+	if mode&unix.S_ISGID != 0 {
+		m |= os.ModeSetgid
+	}
+	if mode&unix.S_ISVTX != 0 {
+		m |= os.ModeSticky
+	}
+	return m
+}
+
+// build makes layer id's directory with fill under a hidden temporary
+// name and renames it into place. It refuses an ID already in use.
+func (s *layerStore) build(id string, fill func(dir string) error) error {
+	if _, err := os.Lstat(s.path(id)); err == nil {
+		return fmt.Errorf("cfs: layer %s already exists", id)
+	}
+	tmp, err := os.MkdirTemp(s.dir, ".new-")
+	if err != nil {
+		return fmt.Errorf("cfs: create %s: %w", id, err)
+	}
+	defer os.RemoveAll(tmp)
+	if err := fill(tmp); err != nil {
+		return fmt.Errorf("cfs: create %s: %w", id, err)
+	}
+	if err := os.Rename(tmp, s.path(id)); err != nil {
+		return fmt.Errorf("cfs: create %s: %w", id, err)
+	}
+	return nil
+}
+
+// resetUpper gives layer id an empty upper and work directory, the upper
+// with root's mode and owner.
+func (s *layerStore) resetUpper(id string, root rootAttrs) error {
+	for _, dir := range []string{s.upperDir(id), s.workDir(id)} {
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+	}
+	return makeUpper(s.upperDir(id), s.workDir(id), root)
+}
+
+// dropUpper removes layer id's upper and work directories.
+func (s *layerStore) dropUpper(id string) {
+	os.RemoveAll(s.upperDir(id))
+	os.RemoveAll(s.workDir(id))
+}
+
+// removeTemps removes what interrupted work left in the store: layer
+// directories being built, and the temporary files (".tmp-*") of atomic
+// writes in each layer's directory.
+func (s *layerStore) removeTemps() error {
+	names, err := readDirNames(s.dir)
+	if err != nil {
+		return fmt.Errorf("cfs: recover: %w", err)
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, ".") {
+			os.RemoveAll(filepath.Join(s.dir, n))
+			continue
+		}
+		removeTemps(s.path(n))
+	}
+	return nil
+}
+
+// removeTemps removes the temporary files (".tmp-*") an interrupted
+// atomic write left in dir.
+func removeTemps(dir string) {
+	names, _ := readDirNames(dir)
+	for _, n := range names {
+		if strings.HasPrefix(n, ".tmp-") {
+			os.Remove(filepath.Join(dir, n))
+		}
+	}
+}
+
+func readDirNames(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Name()
+	}
+	return names, nil
 }
 
 // writeFileAtomic writes data to a temporary file beside path, syncs it

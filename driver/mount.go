@@ -38,20 +38,20 @@ func (d *core) lowerMount(id string) string {
 // upper directory. Nested gets are counted; a mount made by another
 // process is reused.
 func (d *core) get(ctx context.Context, id string, opts mountOptions) (string, error) {
-	m, err := d.readMeta(id)
+	m, err := d.layers.readMeta(id)
 	if err != nil {
 		return "", err
 	}
 	image := ""
 	switch {
 	case m.Sealed:
-		image = d.flatImage(id)
+		image = d.images.path(id)
 		err = d.ensureFlat(ctx, id)
 		if err == nil && !opts.ReadOnly && !m.Upper {
 			m, err = d.openUpper(id, m)
 		}
 	case m.Parent != "":
-		image = d.flatImage(m.Parent)
+		image = d.images.path(m.Parent)
 		err = d.ensureFlat(ctx, m.Parent)
 	}
 	if err != nil {
@@ -99,12 +99,12 @@ func (d *core) mount(id string, m layerMeta, image string, opts mountOptions) er
 		// The EROFS mount is detached (in no mount table) and named to
 		// overlay through our descriptor; it goes away with the overlay.
 		// With fs-verity the image's measured digest is checked first.
-		fd, err := d.openImage(image)
+		fd, err := d.images.open(image)
 		if err != nil {
 			return err
 		}
 		defer unix.Close(fd)
-		spec.Lower, spec.Data = "/proc/self/fd/"+strconv.Itoa(fd), d.objects.ObjectsDir()
+		spec.Lower, spec.Data = "/proc/self/fd/"+strconv.Itoa(fd), d.contents.objects.ObjectsDir()
 		erofsFD = fd
 	} else if err := os.MkdirAll(spec.Lower, 0o755); err != nil {
 		return err
@@ -117,10 +117,10 @@ func (d *core) mount(id string, m layerMeta, image string, opts mountOptions) er
 		// A volatile mount leaves work/work/incompat/volatile behind, and
 		// the kernel refuses the next mount while it is there; remove it
 		// first, as c/storage's overlay driver does.
-		if err := os.RemoveAll(filepath.Join(d.workDir(id), "work", "incompat", "volatile")); err != nil {
+		if err := os.RemoveAll(filepath.Join(d.layers.workDir(id), "work", "incompat", "volatile")); err != nil {
 			return fmt.Errorf("remove the volatile marker: %w", err)
 		}
-		spec.Upper, spec.Work = d.upperDir(id), d.workDir(id)
+		spec.Upper, spec.Work = d.layers.upperDir(id), d.layers.workDir(id)
 		if opts.Volatile {
 			spec.Options = append(spec.Options, "volatile")
 		}
@@ -202,9 +202,8 @@ func (d *core) unmountLocked(id string) error {
 			return fmt.Errorf("cfs: unmount %s: %w", dir, err)
 		}
 	}
-	if m, err := d.readMeta(id); err == nil && m.Sealed && !m.Upper {
-		os.RemoveAll(d.upperDir(id))
-		os.RemoveAll(d.workDir(id))
+	if m, err := d.layers.readMeta(id); err == nil && m.Sealed && !m.Upper {
+		d.layers.dropUpper(id)
 	}
 	return nil
 }

@@ -13,6 +13,8 @@ import (
 	"go.podman.io/storage/pkg/mount"
 	"go.podman.io/storage/pkg/unshare"
 	"golang.org/x/sys/unix"
+
+	"github.com/cfs-storage/cfs-storage/dedup"
 )
 
 // Options are the cfs driver's settings. They come, lowest precedence
@@ -30,15 +32,15 @@ type Options struct {
 	// InlineThreshold is the largest file content kept inside a layer's
 	// composefs image instead of the object store (key inline_threshold).
 	InlineThreshold int64
-	// Verity is the fs-verity mode for objects: none, auto or require
-	// (key verity).
-	Verity string
+	// Verity is the fs-verity mode for objects and flattened images
+	// (key verity: none, auto or require).
+	Verity dedup.VerityMode
 	// HostRepo is the host's ostree repository to share objects with
 	// (key host_repo; "" for none).
 	HostRepo string
-	// HostLink is how host objects are shared: auto, hardlink, reflink,
-	// copy or off (key host_link).
-	HostLink string
+	// HostLink is how host objects are shared (key host_link: auto,
+	// hardlink, reflink, copy, or off for dedup.LinkNone: not at all).
+	HostLink dedup.LinkMode
 	// MountFlags are the mount flags of key mountopt (MS_NODEV for
 	// "nodev", MS_RDONLY for "ro", …), for every overlay mount.
 	MountFlags uintptr
@@ -47,13 +49,27 @@ type Options struct {
 	MountData []string
 }
 
+// hostLinkOff is the host_link value that turns host sharing off.
+const hostLinkOff = "off"
+
+// hostLinkName is the host_link word for m.
+func hostLinkName(m dedup.LinkMode) string {
+	if m == dedup.LinkNone {
+		return hostLinkOff
+	}
+	return m.String()
+}
+
+// sharesHost reports whether the options share the host's objects.
+func (o Options) sharesHost() bool { return o.HostRepo != "" && o.HostLink != dedup.LinkNone }
+
 // ErrInvalidOption is wrapped by every error about a driver option.
 var ErrInvalidOption = errors.New("cfs: invalid option")
 
 const defaultHostRepo = "/sysroot/ostree/repo"
 
 func defaultOptions() Options {
-	o := Options{InlineThreshold: 64, Verity: "none", HostLink: "auto"}
+	o := Options{InlineThreshold: 64, Verity: dedup.VerityNone, HostLink: dedup.LinkAuto}
 	if st, err := os.Stat(defaultHostRepo); err == nil && st.IsDir() {
 		o.HostRepo = defaultHostRepo
 	}
@@ -121,19 +137,22 @@ func (o *Options) set(key, val, from string) error {
 		}
 		o.InlineThreshold = n
 	case "verity":
-		if val != "none" && val != "auto" && val != "require" {
+		m, err := dedup.ParseVerityMode(val)
+		if err != nil {
 			return bad("want none, auto or require")
 		}
-		o.Verity = val
+		o.Verity = m
 	case "host_repo":
 		o.HostRepo = val
 	case "host_link":
-		switch val {
-		case "auto", "hardlink", "reflink", "copy", "off":
-		default:
+		m, err := dedup.ParseLinkMode(val)
+		switch {
+		case val == hostLinkOff:
+			m = dedup.LinkNone
+		case err != nil:
 			return bad("want auto, hardlink, reflink, copy or off")
 		}
-		o.HostLink = val
+		o.HostLink = m
 	case "mountopt":
 		flags, data, err := parseMountOpt(val)
 		if err != nil {

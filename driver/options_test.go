@@ -14,6 +14,7 @@ import (
 	"go.podman.io/storage/types"
 	"golang.org/x/sys/unix"
 
+	"github.com/cfs-storage/cfs-storage/dedup"
 	"github.com/cfs-storage/cfs-storage/tests/testutil"
 )
 
@@ -41,7 +42,7 @@ verity = "auto"
 	if o.InlineThreshold != 128 || o.HostRepo != "/srv/repo" {
 		t.Errorf("storage.conf values not applied: %+v", o)
 	}
-	if o.Verity != "none" || o.HostLink != "copy" {
+	if o.Verity != dedup.VerityNone || o.HostLink != dedup.LinkCopy {
 		t.Errorf("driver options did not override storage.conf: %+v", o)
 	}
 	if o.MountFlags != unix.MS_NODEV|unix.MS_NOATIME || len(o.MountData) != 0 {
@@ -229,7 +230,7 @@ func TestPrefixedAndUnprefixedKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Options{InlineThreshold: 100, Verity: "auto", HostRepo: "/srv/repo", HostLink: "copy",
+	want := Options{InlineThreshold: 100, Verity: dedup.VerityAuto, HostRepo: "/srv/repo", HostLink: dedup.LinkCopy,
 		MountFlags: unix.MS_NODEV}
 	for name, got := range map[string]Options{"unprefixed": plain, "cfs.": withPrefix, "table": fromTable} {
 		if !reflect.DeepEqual(got, want) {
@@ -241,7 +242,7 @@ func TestPrefixedAndUnprefixedKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.MountFlags != unix.MS_NOEXEC || o.HostLink != "reflink" {
+	if o.MountFlags != unix.MS_NOEXEC || o.HostLink != dedup.LinkReflink {
 		t.Errorf("later values did not win: %+v", o)
 	}
 }

@@ -29,7 +29,7 @@ func TestOddGraphRoot(t *testing.T) {
 	t.Cleanup(func() { c.close() })
 	applyLayer(t, c, "base", "", mustTar(t, tarfix.File("f", strings.Repeat("content ", 100))))
 	ctx := context.Background()
-	must(t, c.create(ctx, "ctr", "base", true))
+	must(t, c.create(ctx, "ctr", "base", containerLayer))
 	mnt, err := c.get(ctx, "ctr", mountOptions{})
 	if err != nil {
 		t.Fatalf("mount under %q: %v", dir, err)
@@ -77,7 +77,7 @@ func TestMountoptFlags(t *testing.T) {
 	t.Cleanup(func() { c.close() })
 	applyLayer(t, c, "base", "", mustTar(t, tarfix.File("f", "x")))
 	ctx := context.Background()
-	must(t, c.create(ctx, "ctr", "base", true))
+	must(t, c.create(ctx, "ctr", "base", containerLayer))
 	// The driver's mountopt, then a mount's own options in its place (as
 	// overlay's get takes them).
 	mnt, err := c.get(ctx, "ctr", mountOptions{})

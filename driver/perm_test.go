@@ -30,7 +30,7 @@ func TestUnprivilegedUsersLockedOut(t *testing.T) {
 	secret := strings.Repeat("secret layer content ", 50)
 	applyLayer(t, c, "l", "", mustTar(t, tarfix.File("etc/shadow", secret)))
 	var object string
-	filepath.Walk(c.objects.ObjectsDir(), func(p string, info os.FileInfo, err error) error {
+	filepath.Walk(c.contents.objects.ObjectsDir(), func(p string, info os.FileInfo, err error) error {
 		if err == nil && info.Mode().IsRegular() {
 			object = p
 		}
@@ -41,10 +41,10 @@ func TestUnprivilegedUsersLockedOut(t *testing.T) {
 	}
 	for _, probe := range []string{
 		"cat " + object,
-		"cat " + c.diffImage("l"),
-		"ls " + c.objects.ObjectsDir(),
+		"cat " + c.layers.diffImage("l"),
+		"ls " + c.contents.objects.ObjectsDir(),
 		"touch " + filepath.Join(c.home, "layers", "planted"),
-		"touch " + filepath.Join(c.objects.ObjectsDir(), "planted"),
+		"touch " + filepath.Join(c.contents.objects.ObjectsDir(), "planted"),
 	} {
 		cmd := exec.Command("/bin/sh", "-c", probe)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}

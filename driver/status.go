@@ -12,18 +12,18 @@ import (
 // objects, bytes, how they were stored, and what deduplication saved.
 func (d *core) status(ctx context.Context) [][2]string {
 	host := d.opts.HostRepo
-	if host == "" || d.opts.HostLink == "off" {
+	if !d.opts.sharesHost() {
 		host = "none"
 	}
 	out := [][2]string{
 		{"Home", d.home},
-		{"Objects directory", d.objects.ObjectsDir()},
-		{"Verity", d.opts.Verity},
+		{"Objects directory", d.contents.objects.ObjectsDir()},
+		{"Verity", d.opts.Verity.String()},
 		{"Inline threshold", strconv.FormatInt(d.opts.InlineThreshold, 10)},
 		{"Host repository", host},
-		{"Host link mode", d.opts.HostLink},
+		{"Host link mode", hostLinkName(d.opts.HostLink)},
 	}
-	st, err := d.objects.Stats(ctx)
+	st, err := d.contents.objects.Stats(ctx)
 	if err != nil {
 		return append(out, [2]string{"Object store", "error: " + err.Error()})
 	}
@@ -39,5 +39,5 @@ func (d *core) status(ctx context.Context) [][2]string {
 		c := st.ByMode[m]
 		out = append(out, [2]string{"Objects stored by " + m.String(), fmt.Sprintf("%d (%d bytes)", c.Objects, c.Bytes)})
 	}
-	return append(out, d.host.statusLines(st)...)
+	return append(out, d.contents.host.statusLines(st)...)
 }

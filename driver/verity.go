@@ -2,14 +2,10 @@ package driver
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/cfs-storage/cfs-storage/dedup"
 	"github.com/cfs-storage/cfs-storage/dedup/fsverity"
 )
 
@@ -29,84 +25,13 @@ import (
 //     digest, measured by the kernel, must be the recorded one before it
 //     is mounted (composefs's digest= option, as libcomposefs checks it).
 
-// imageVerity reports whether flattened images get fs-verity: whenever
-// new objects get it (require, or auto where supported).
-func (d *core) imageVerity() bool { return d.objects.VerityEnabled() }
-
 // overlayVerity is the overlay's verity option for the store's mode, or
 // "" for none.
 func (d *core) overlayVerity() string {
-	if d.opts.Verity == "require" {
+	if d.opts.Verity == dedup.VerityRequire {
 		return "verity=require"
 	}
 	return ""
-}
-
-// checkFlatImage checks the cached flattened image at path before a
-// mount. Without fs-verity it is the user-space check, once per file in
-// this open store. With fs-verity the kernel's measurement must be the
-// recorded digest (cheap: the kernel checks every block as it is read);
-// an image that has no fs-verity yet (written before the store had it)
-// is checked in user space, then gets it. The mount itself measures the
-// file it mounts again (openImage).
-func (d *core) checkFlatImage(path string) error {
-	if !d.imageVerity() {
-		return d.checks.verify(path)
-	}
-	switch err := measureImage(path); {
-	case err == nil:
-		return nil
-	case d.opts.Verity == "auto" && errors.Is(err, fsverity.ErrNotSupported):
-		// auto, images on a file system without fs-verity (the objects
-		// have it): as without fs-verity.
-		return d.checks.verify(path)
-	case !errors.Is(err, fsverity.ErrNotEnabled):
-		return err
-	}
-	if err := d.checks.verify(path); err != nil {
-		return err
-	}
-	for try := 0; ; try++ {
-		err := enableFileVerity(path)
-		switch {
-		case err == nil:
-			return measureImage(path)
-		case d.opts.Verity == "auto" && errors.Is(err, fsverity.ErrNotSupported):
-			return nil
-		case errors.Is(err, unix.EBUSY) && try < 100:
-			// Another process is enabling it right now.
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		return fmt.Errorf("image %s: %w", path, err)
-	}
-}
-
-// openImage makes the detached EROFS mount of a flattened image. With
-// fs-verity on images the file is opened first, the kernel's measurement
-// of it compared with the recorded digest, and the mount made from that
-// open file (/proc/self/fd/N): what was measured is what is mounted.
-func (d *core) openImage(image string) (int, error) {
-	if !d.imageVerity() {
-		return openErofs(image)
-	}
-	f, err := os.Open(image)
-	if err != nil {
-		return -1, err
-	}
-	defer f.Close()
-	if err := matchMeasured(f, image); err != nil {
-		// auto: an image on a file system without fs-verity was checked
-		// in user space (checkFlatImage).
-		if d.opts.Verity != "auto" || !errors.Is(err, fsverity.ErrNotSupported) {
-			return -1, err
-		}
-	}
-	fd, err := openErofs("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
-	if err != nil {
-		return -1, fmt.Errorf("image %s: %w", image, err)
-	}
-	return fd, nil
 }
 
 // measureImage compares the kernel's fs-verity measurement of the image

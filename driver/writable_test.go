@@ -74,13 +74,13 @@ func TestWritableSealedLayer(t *testing.T) {
 	if slices.Contains(names, "d/x") || slices.Contains(names, "f2") {
 		t.Errorf("Diff of the changed layer still has removed entries: %v", names)
 	}
-	if _, err := os.Stat(c.upperDir("base")); !os.IsNotExist(err) {
+	if _, err := os.Stat(c.layers.upperDir("base")); !os.IsNotExist(err) {
 		t.Errorf("the upper directory stays after the fold: %v", err)
 	}
 	c = reopen(t, c)
 	check(c, "base")
 	check(c, "kid")
-	if problems, err := c.CheckImages(ctx, false); err != nil || len(problems) > 0 {
+	if problems, err := c.checkImages(ctx, CheckOnly); err != nil || len(problems) > 0 {
 		t.Fatalf("image check after the fold: %v %+v", err, problems)
 	}
 	// f1's old content is used by no layer any more; f1's new content
@@ -120,7 +120,7 @@ func TestVolatileMountsAgain(t *testing.T) {
 	c := newTestCore(t)
 	ctx := context.Background()
 	applyLayer(t, c, "base", "", mustTar(t, tarfix.File("f", "x")))
-	must(t, c.create(ctx, "ctr", "base", true))
+	must(t, c.create(ctx, "ctr", "base", containerLayer))
 	for i := 0; i < 3; i++ {
 		mnt, err := c.get(ctx, "ctr", mountOptions{Volatile: true})
 		if err != nil {
@@ -133,7 +133,7 @@ func TestVolatileMountsAgain(t *testing.T) {
 
 func diffNames(t *testing.T, c *core, id string) []string {
 	t.Helper()
-	m, err := c.readMeta(id)
+	m, err := c.layers.readMeta(id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,25 +170,25 @@ func TestDropFlatImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	imgs, err := c.FlatImages()
+	imgs, err := c.images.list()
 	if err != nil || imgs["base"] == 0 || len(imgs) != 1 {
 		t.Fatalf("FlatImages = %v, %v; want base's", imgs, err)
 	}
-	if ok, err := c.DropFlatImage("base"); !ok || err != nil {
+	if ok, err := c.images.drop("base"); !ok || err != nil {
 		t.Fatalf("DropFlatImage = %v, %v", ok, err)
 	}
 	if got, err := os.ReadFile(filepath.Join(mnt, "f")); err != nil || len(got) != 1000 {
 		t.Fatalf("the mount after its image was dropped: %v", err)
 	}
 	must(t, c.put("base"))
-	if imgs, _ := c.FlatImages(); len(imgs) != 0 {
+	if imgs, _ := c.images.list(); len(imgs) != 0 {
 		t.Fatalf("FlatImages after the drop: %v", imgs)
 	}
 	if _, err := c.get(ctx, "base", mountOptions{ReadOnly: true}); err != nil {
 		t.Fatal(err)
 	}
 	must(t, c.put("base"))
-	if imgs, _ := c.FlatImages(); imgs["base"] == 0 {
+	if imgs, _ := c.images.list(); imgs["base"] == 0 {
 		t.Fatalf("the next mount did not build the image again: %v", imgs)
 	}
 }

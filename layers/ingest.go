@@ -63,8 +63,9 @@ type IDMapper func(uid, gid uint32) (uint32, uint32, error)
 
 // IngestOptions tune Ingest.
 type IngestOptions struct {
-	// InlineLimit is the largest regular file stored inline; 0 means
-	// DefaultInlineLimit, a negative value inlines nothing.
+	// InlineLimit is the largest regular file stored inline (in the
+	// tree, not through Contents); 0 inlines none (an empty file has no
+	// content to store either way). DefaultInlineLimit is the usual one.
 	InlineLimit int64
 	// MapIDs, when set, maps every entry's owner.
 	MapIDs IDMapper
@@ -104,9 +105,6 @@ type IngestStats struct {
 // to contents. Nothing is written anywhere but contents.
 func Ingest(ctx context.Context, r io.Reader, contents Contents, opts IngestOptions) (*tree.Tree, IngestStats, error) {
 	in := ingester{t: tree.New(), contents: contents, opts: opts}
-	if in.opts.InlineLimit == 0 {
-		in.opts.InlineLimit = DefaultInlineLimit
-	}
 	if in.opts.MaxFileSize == 0 {
 		in.opts.MaxFileSize = DefaultMaxFileSize
 	}

@@ -38,9 +38,6 @@ var ErrUpper = errors.New("layers: overlay upper directory")
 // xattrs are overlay bookkeeping and are dropped. Contents of files
 // written in the upper directory go to contents.
 func FromUpper(ctx context.Context, dir string, lower *tree.Tree, contents Contents, opts IngestOptions) (*tree.Tree, error) {
-	if opts.InlineLimit == 0 {
-		opts.InlineLimit = DefaultInlineLimit
-	}
 	u := upperReader{lower: lower, contents: contents, opts: opts, inodes: map[inodeKey]*tree.Node{}}
 	root, err := u.node(ctx, dir, "/")
 	if err != nil {

@@ -165,7 +165,7 @@ func TestConcurrentProcesses(t *testing.T) {
 	if rep, err := ext.Objects().Fsck(context.Background(), dedupFsckOptions()); err != nil || !rep.Clean() {
 		t.Fatalf("object fsck after concurrent work: %v %+v", err, rep)
 	}
-	if problems, err := ext.CheckImages(context.Background(), false); err != nil || len(problems) > 0 {
+	if problems, err := ext.CheckImages(context.Background(), driver.CheckOnly); err != nil || len(problems) > 0 {
 		t.Fatalf("image check after concurrent work: %v %+v", err, problems)
 	}
 	for _, img := range images {

@@ -157,7 +157,7 @@ func checkStoreClean(t *testing.T, store storage.Store) {
 	if rep, err := ext.Objects().Fsck(context.Background(), dedupFsckOptions()); err != nil || !rep.Clean() {
 		t.Fatalf("object fsck: %v %+v", err, rep)
 	}
-	if problems, err := ext.CheckImages(context.Background(), false); err != nil || len(problems) > 0 {
+	if problems, err := ext.CheckImages(context.Background(), driver.CheckOnly); err != nil || len(problems) > 0 {
 		t.Fatalf("image check: %v %+v", err, problems)
 	}
 }

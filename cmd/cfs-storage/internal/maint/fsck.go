@@ -113,7 +113,11 @@ func Fsck(ctx context.Context, w io.Writer, store storage.Store, ext driver.Exte
 // returns how many are damaged beyond what repair fixed (a flattened
 // image is a cache: repair removes it and the next mount rebuilds it).
 func checkImages(ctx context.Context, w io.Writer, ext driver.Extension, repair bool, u *users, imgs, ctrs *[]string) (int, error) {
-	problems, err := ext.CheckImages(ctx, repair)
+	mode := driver.CheckOnly
+	if repair {
+		mode = driver.CheckRepair
+	}
+	problems, err := ext.CheckImages(ctx, mode)
 	if err != nil {
 		return 0, fmt.Errorf("check layer images: %w", err)
 	}
