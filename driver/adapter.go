@@ -131,8 +131,10 @@ func (a *adapter[F]) ReadWriteDiskUsage(id string) (*directory.DiskUsage, error)
 // Cleanup unmounts what this process mounted and closes the store.
 func (a *adapter[F]) Cleanup() error { return a.c.close() }
 
-// AdditionalImageStores returns none: cfs has no read-only stores.
-func (a *adapter[F]) AdditionalImageStores() []string { return nil }
+// AdditionalImageStores returns the read-only image stores (option
+// imagestore): containers/storage opens their layer and image lists
+// read-only, and the driver finds their layers.
+func (a *adapter[F]) AdditionalImageStores() []string { return a.c.opts.ImageStores }
 
 // Dedup does nothing: cfs stores every content once already.
 func (a *adapter[F]) Dedup(graphdriver.DedupArgs) (graphdriver.DedupResult, error) {

@@ -67,7 +67,8 @@ func (d *core) checkImages(ctx context.Context, mode CheckMode) ([]ImageProblem,
 			problems = append(problems, p)
 		}
 	}
-	return append(problems, d.images.orphans(known, repair)...), nil
+	// A flattened image of a read-only store's layer is no orphan.
+	return append(problems, d.images.orphans(func(id string) bool { return known[id] || d.layers.exists(id) }, repair)...), nil
 }
 
 // checkFlat checks layer id's cached flattened image, if it has one.

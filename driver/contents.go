@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 
@@ -18,10 +20,17 @@ import (
 // repository's objects linked in where they hold the same content
 // (hostShare). A sealed layer registers the objects its image uses as
 // its refs; objects no layer refers to are collected.
+//
+// Read-only image stores' objects (<store>/cfs/objects) are read, never
+// written: mounts use them as further data-only layers, and a layer of
+// this store that uses one (a file of a read-only layer below it, kept
+// by metadata-only copy-up) gets it imported (hard link, reflink or
+// copy) when the layer is sealed, so that this store's refs cover it.
 type contents struct {
 	objects *dedup.Store
 	host    *hostShare // nil without a host repository
 	inline  int64      // the largest content kept inside an image
+	ro      []string   // objects directories of read-only stores
 
 	mu sync.Mutex
 	// removed is set when a layer's refs were dropped or replaced: close
@@ -35,7 +44,30 @@ func openContents(home string, opts Options) (*contents, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cfs: open object store: %w", err)
 	}
-	return &contents{objects: objects, host: newHostShare(home, opts), inline: opts.InlineThreshold}, nil
+	c := &contents{objects: objects, host: newHostShare(home, opts), inline: opts.InlineThreshold}
+	for _, store := range opts.ImageStores {
+		c.ro = append(c.ro, filepath.Join(store, Name, "objects"))
+	}
+	return c, nil
+}
+
+// dataDirs are the object directories a mount uses as data-only
+// layers: this store's, then the read-only stores'. Overlay follows a
+// redirect into the first that has the object.
+func (c *contents) dataDirs() []string {
+	return append([]string{c.objects.ObjectsDir()}, c.ro...)
+}
+
+// roObject returns the path of object d in the first read-only store
+// that has it.
+func (c *contents) roObject(d dedup.Digest) (string, bool) {
+	for _, dir := range c.ro {
+		p := filepath.Join(dir, payloadPath(d))
+		if _, err := os.Lstat(p); err == nil {
+			return p, true
+		}
+	}
+	return "", false
 }
 
 // ingestOptions are the options for building a layer tree: contents
@@ -74,7 +106,7 @@ func (c *contents) commit(ctx context.Context, id string, build func(layers.Cont
 	if err != nil {
 		return nil, err
 	}
-	if err := pinTree(ctx, in, diff); err != nil {
+	if err := c.pinTree(ctx, in, diff); err != nil {
 		return nil, err
 	}
 	if err := write(diff); err != nil {
@@ -88,16 +120,29 @@ func (c *contents) commit(ctx context.Context, id string, build func(layers.Cont
 }
 
 // pinTree pins every object t uses in the session, including those it
-// did not insert (a metacopy file reuses its lower file's object).
-func pinTree(ctx context.Context, in *dedup.Ingest, t *tree.Tree) error {
+// did not insert (a metacopy file reuses its lower file's object). An
+// object only a read-only store has is imported first.
+func (c *contents) pinTree(ctx context.Context, in *dedup.Ingest, t *tree.Tree) error {
 	return t.Walk(func(p string, e tree.Dirent) error {
 		if e.HardLink || !e.Node.IsExternal() {
 			return nil
 		}
-		if e.Node.Digest == nil {
+		d := e.Node.Digest
+		if d == nil {
 			return fmt.Errorf("%s: external file without a digest", p)
 		}
-		if err := in.Ref(ctx, *e.Node.Digest); err != nil {
+		if !c.objects.Has(*d) {
+			if ro, ok := c.roObject(*d); ok {
+				o, _, err := in.InsertFile(ctx, ro, dedup.LinkAuto)
+				if err != nil {
+					return fmt.Errorf("%s: import object from read-only store: %w", p, err)
+				}
+				if o.Digest != *d {
+					return fmt.Errorf("%s: object %s in a read-only store holds %s: the store is damaged", p, ro, o.Digest)
+				}
+			}
+		}
+		if err := in.Ref(ctx, *d); err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
 		return nil
@@ -121,6 +166,11 @@ func (c *contents) open(n *tree.Node) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("cfs: external file with no digest (payload %q)", n.Payload)
 	}
 	f, err := c.objects.Open(*n.Digest)
+	if errors.Is(err, dedup.ErrNotFound) {
+		if ro, ok := c.roObject(*n.Digest); ok {
+			return os.Open(ro)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cfs: object %s: %w", n.Payload, err)
 	}

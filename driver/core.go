@@ -66,7 +66,10 @@ func newCore(home, runRoot string, opts Options) (*core, error) {
 		return nil, err
 	}
 	d.contents = c
-	d.layers = &layerStore{dir: filepath.Join(home, "layers")}
+	d.layers = &layerStore{dir: filepath.Join(home, "layers"), snapshots: filepath.Join(home, "snapshots")}
+	for _, store := range opts.ImageStores {
+		d.layers.ro = append(d.layers.ro, filepath.Join(store, Name, "layers"))
+	}
 	d.images = &imageCache{dir: filepath.Join(home, "images"), layers: d.layers, mode: opts.Verity, verity: c.objects.VerityEnabled()}
 	if err := d.openLock(); err != nil {
 		c.close(false)
@@ -123,7 +126,13 @@ func (d *core) recover() error {
 	if err != nil {
 		return err
 	}
-	if err := d.contents.dropStaleRefs(context.Background(), ids); err != nil {
+	// Snapshots of read-only stores' layers keep refs too; those of
+	// layers the stores no longer have go, with their refs.
+	snapshots, _, err := d.layers.staleSnapshots()
+	if err != nil {
+		return fmt.Errorf("cfs: recover: snapshots: %w", err)
+	}
+	if err := d.contents.dropStaleRefs(context.Background(), append(snapshots, ids...)); err != nil {
 		return fmt.Errorf("cfs: recover: %w", err)
 	}
 	for _, id := range ids {
@@ -180,7 +189,8 @@ func (d *core) create(ctx context.Context, id, parent string, kind layerKind) er
 }
 
 // seal turns a writable layer's upper directory into its diff image. A
-// sealed layer is left alone.
+// sealed layer is left alone; a read-only store's layer gets a sealed
+// snapshot here instead.
 func (d *core) seal(ctx context.Context, id string) error {
 	m, err := d.layers.readMeta(id)
 	if err != nil || m.Sealed {
@@ -192,11 +202,37 @@ func (d *core) seal(ctx context.Context, id string) error {
 			return fmt.Errorf("cfs: seal %s: %w", id, err)
 		}
 	}
+	if d.layers.readOnly(id) {
+		return d.snapshot(ctx, id, m, lower)
+	}
 	_, err = d.commitLayer(ctx, id, m, func(contents layers.Contents) (*tree.Tree, error) {
 		return layers.FromUpper(ctx, d.layers.upperDir(id), lower, contents, d.contents.ingestOptions(nil))
 	})
 	if err != nil {
 		return fmt.Errorf("cfs: seal %s: %w", id, err)
+	}
+	return nil
+}
+
+// snapshot seals the read-only store's writable layer id into this
+// store: its diff image (built from its upper directory, read only) in a
+// snapshot directory, its contents in this store's object store under
+// the layer's refs.
+func (d *core) snapshot(ctx context.Context, id string, m layerMeta, lower *tree.Tree) error {
+	upper := d.layers.upperDir(id)
+	err := d.layers.snapshot(id, func(dir string) error {
+		_, err := d.contents.commit(ctx, id, func(contents layers.Contents) (*tree.Tree, error) {
+			return layers.FromUpper(ctx, upper, lower, contents, d.contents.ingestOptions(nil))
+		}, func(t *tree.Tree) error {
+			return writeImage(filepath.Join(dir, diffImageFile), t)
+		})
+		if err != nil {
+			return err
+		}
+		return writeMetaIn(dir, layerMeta{Parent: m.Parent, Sealed: true})
+	})
+	if err != nil {
+		return fmt.Errorf("cfs: snapshot %s of a read-only image store: %w", id, err)
 	}
 	return nil
 }
@@ -304,6 +340,9 @@ func (d *core) remove(id string) (func() error, error) {
 	}
 	if _, err := os.Lstat(d.layers.path(id)); errors.Is(err, fs.ErrNotExist) {
 		return noop, nil // gone already (a crash may lose a layer just created)
+	}
+	if d.layers.readOnly(id) {
+		return noop, errReadOnly(id, "remove")
 	}
 	// A layer whose layer.json is damaged is removed all the same.
 	if err := d.unmountAll(id); err != nil {

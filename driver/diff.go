@@ -138,27 +138,21 @@ func (d *core) createFromTemplate(ctx context.Context, id, template, parent stri
 	}
 	err = d.layers.build(id, func(dir string) error {
 		img := filepath.Join(dir, diffImageFile)
-		if tm.Parent == parent {
+		if tm.Parent == parent && !d.layers.readOnly(template) {
+			// Same parent: the same image and refs.
 			if err := copyFile(d.layers.diffImage(template)+digestSuffix, img+digestSuffix); err != nil {
 				return err
 			}
 			if err := copyFile(d.layers.diffImage(template), img); err != nil {
 				return err
 			}
-		} else {
-			full, err := d.flatTree(ctx, template)
-			if err != nil {
-				return err
+			// The refs before the layer: a crash in between leaves refs
+			// of a missing layer, which recovery drops.
+			if err := d.contents.copyRefs(ctx, template, id); err != nil {
+				return fmt.Errorf("object refs: %w", err)
 			}
-			full.Root.SetXattr(layers.OpaqueXattr, []byte("y"))
-			if err := writeImage(img, full); err != nil {
-				return err
-			}
-		}
-		// The refs before the layer: a crash in between leaves refs of
-		// a missing layer, which recovery drops.
-		if err := d.contents.copyRefs(ctx, template, id); err != nil {
-			return fmt.Errorf("object refs: %w", err)
+		} else if err := d.copyTree(ctx, id, template, tm.Parent == parent, img); err != nil {
+			return err
 		}
 		return writeMetaIn(dir, layerMeta{Parent: parent, Sealed: true})
 	})
@@ -167,6 +161,27 @@ func (d *core) createFromTemplate(ctx context.Context, id, template, parent stri
 		return err
 	}
 	return syncDir(d.layers.dir)
+}
+
+// copyTree writes the image at img for layer id with template's content:
+// its own diff (sameParent), else its whole tree over an opaque root.
+// Every object the image uses is registered as id's refs (imported from a
+// read-only store where only that has it).
+func (d *core) copyTree(ctx context.Context, id, template string, sameParent bool, img string) error {
+	var t *tree.Tree
+	var err error
+	if sameParent {
+		t, err = d.images.readDiff(template)
+	} else if t, err = d.flatTree(ctx, template); err == nil {
+		t.Root.SetXattr(layers.OpaqueXattr, []byte("y"))
+	}
+	if err != nil {
+		return err
+	}
+	_, err = d.contents.commit(ctx, id, func(layers.Contents) (*tree.Tree, error) { return t, nil }, func(t *tree.Tree) error {
+		return writeImage(img, t)
+	})
+	return err
 }
 
 // copyFile hard-links src to dst (images are immutable), or copies it.

@@ -301,14 +301,14 @@ func (c *imageCache) removeTemps() error {
 	return nil
 }
 
-// orphans reports (and with repair removes) flattened images whose layer
-// is not among known.
-func (c *imageCache) orphans(known map[string]bool, repair bool) []ImageProblem {
+// orphans reports (and with repair removes) flattened images of layers
+// not known.
+func (c *imageCache) orphans(known func(id string) bool, repair bool) []ImageProblem {
 	entries, _ := os.ReadDir(c.dir)
 	var problems []ImageProblem
 	for _, e := range entries {
 		id, ok := strings.CutSuffix(e.Name(), ".cfs")
-		if !ok || strings.HasPrefix(id, ".") || known[id] {
+		if !ok || strings.HasPrefix(id, ".") || known(id) {
 			continue
 		}
 		p := ImageProblem{Path: c.path(id), Detail: "flattened image of a layer that no longer exists"}

@@ -58,11 +58,60 @@ const (
 // overlay upper and work directories while it is writable. New layer
 // directories are built under a hidden name and renamed into place, so a
 // layer appears whole or not at all.
+//
+// It also finds the layers of read-only image stores (other stores' cfs
+// homes, <store>/cfs/layers/<id>), after its own, and never writes there.
+// A layer that is still writable in a read-only store (never sealed
+// there) is used through a sealed snapshot kept in this store,
+// <home>/snapshots/<id>: its diff image, its objects in this store's
+// object store.
 type layerStore struct {
-	dir string // <home>/layers
+	dir       string   // <home>/layers
+	ro        []string // layers directories of read-only stores, in lookup order
+	snapshots string   // <home>/snapshots
 }
 
-func (s *layerStore) path(id string) string     { return filepath.Join(s.dir, id) }
+// where returns the directory of layer id: this store's own (ro false),
+// else that of the first read-only store that has it, or its snapshot
+// there is one (ro true). An unknown layer gives this store's path.
+func (s *layerStore) where(id string) (dir string, ro bool) {
+	own := filepath.Join(s.dir, id)
+	if len(s.ro) == 0 {
+		return own, false
+	}
+	if _, err := os.Lstat(own); err == nil {
+		return own, false
+	}
+	for _, d := range s.ro {
+		p := filepath.Join(d, id)
+		if _, err := os.Lstat(p); err != nil {
+			continue
+		}
+		snap := filepath.Join(s.snapshots, id)
+		if _, err := os.Lstat(filepath.Join(snap, layerMetaFile)); err == nil {
+			return snap, true
+		}
+		return p, true
+	}
+	return own, false
+}
+
+func (s *layerStore) path(id string) string {
+	dir, _ := s.where(id)
+	return dir
+}
+
+// readOnly reports whether layer id is a read-only store's.
+func (s *layerStore) readOnly(id string) bool {
+	_, ro := s.where(id)
+	return ro
+}
+
+// errReadOnly is the error for a change to a read-only store's layer.
+func errReadOnly(id, what string) error {
+	return fmt.Errorf("cfs: %s %s: the layer is in a read-only image store", what, id)
+}
+
 func (s *layerStore) upperDir(id string) string { return filepath.Join(s.path(id), upperDirName) }
 func (s *layerStore) workDir(id string) string  { return filepath.Join(s.path(id), workDirName) }
 func (s *layerStore) diffImage(id string) string {
@@ -98,7 +147,11 @@ func (s *layerStore) readMeta(id string) (layerMeta, error) {
 
 // writeMeta replaces layer id's metadata atomically.
 func (s *layerStore) writeMeta(id string, m layerMeta) error {
-	return writeMetaIn(s.path(id), m)
+	dir, ro := s.where(id)
+	if ro {
+		return errReadOnly(id, "write metadata of")
+	}
+	return writeMetaIn(dir, m)
 }
 
 // writeMetaIn writes the metadata file of the layer directory dir (a
@@ -235,10 +288,70 @@ func (s *layerStore) resetUpper(id string, root rootAttrs) error {
 	return makeUpper(s.upperDir(id), s.workDir(id), root)
 }
 
-// dropUpper removes layer id's upper and work directories.
+// dropUpper removes layer id's upper and work directories (not those of
+// a read-only store's layer).
 func (s *layerStore) dropUpper(id string) {
-	os.RemoveAll(s.upperDir(id))
-	os.RemoveAll(s.workDir(id))
+	dir, ro := s.where(id)
+	if ro {
+		return
+	}
+	os.RemoveAll(filepath.Join(dir, upperDirName))
+	os.RemoveAll(filepath.Join(dir, workDirName))
+}
+
+// snapshot makes the sealed snapshot of the read-only store's layer id
+// with fill, under a hidden name renamed into place.
+func (s *layerStore) snapshot(id string, fill func(dir string) error) error {
+	if err := os.MkdirAll(s.snapshots, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(s.snapshots, ".new-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if err := fill(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(s.snapshots, id)); err != nil && !errors.Is(err, fs.ErrExist) && !errors.Is(err, unix.ENOTEMPTY) {
+		return err // another process made it meanwhile: theirs is as good
+	}
+	return syncDir(s.snapshots)
+}
+
+// staleSnapshots returns the snapshots kept here, and removes those of
+// layers no read-only store has any more (and half-made ones): their
+// IDs are returned in gone. While a read-only store is missing (a
+// network file system not mounted yet, say) every snapshot is kept.
+func (s *layerStore) staleSnapshots() (kept, gone []string, err error) {
+	names, err := readDirNames(s.snapshots)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	all := true
+	for _, d := range s.ro {
+		if _, err := os.Stat(d); err != nil {
+			all = false
+		}
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, ".") {
+			os.RemoveAll(filepath.Join(s.snapshots, n))
+			continue
+		}
+		if _, ro := s.where(n); ro || !all {
+			kept = append(kept, n)
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(s.snapshots, n)); err != nil {
+			return kept, gone, err
+		}
+		gone = append(gone, n)
+	}
+	return kept, gone, nil
 }
 
 // removeTemps removes what interrupted work left in the store: layer

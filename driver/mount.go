@@ -42,6 +42,21 @@ func (d *core) get(ctx context.Context, id string, opts mountOptions) (string, e
 	if err != nil {
 		return "", err
 	}
+	if d.layers.readOnly(id) {
+		// Mounted read-only, as c/storage mounts read-only layers; one
+		// still writable there is mounted from its snapshot here.
+		if !opts.ReadOnly {
+			return "", errReadOnly(id, "mount writable")
+		}
+		if !m.Sealed {
+			if err := d.seal(ctx, id); err != nil {
+				return "", fmt.Errorf("cfs: mount %s: %w", id, err)
+			}
+			if m, err = d.layers.readMeta(id); err != nil {
+				return "", err
+			}
+		}
+	}
 	image := ""
 	switch {
 	case m.Sealed:
@@ -104,7 +119,7 @@ func (d *core) mount(id string, m layerMeta, image string, opts mountOptions) er
 			return err
 		}
 		defer unix.Close(fd)
-		spec.Lower, spec.Data = "/proc/self/fd/"+strconv.Itoa(fd), d.contents.objects.ObjectsDir()
+		spec.Lower, spec.Data = "/proc/self/fd/"+strconv.Itoa(fd), d.contents.dataDirs()
 		erofsFD = fd
 	} else if err := os.MkdirAll(spec.Lower, 0o755); err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -47,6 +48,12 @@ type Options struct {
 	// MountData are the other options of key mountopt, overlay's own
 	// ("metacopy=on", "volatile", …), for the mount's data string.
 	MountData []string
+	// ImageStores are additional read-only image stores (keys imagestore
+	// and additionalimagestore, a comma-separated list of absolute
+	// directories; storage.conf's additionalimagestores): the graph
+	// roots of other stores whose cfs layers and objects this store
+	// uses without writing to them.
+	ImageStores []string
 }
 
 // hostLinkOff is the host_link value that turns host sharing off.
@@ -109,7 +116,7 @@ func ParseOptions(opts []string) (Options, error) {
 }
 
 // knownKeys names the keys cfs itself uses, for the unknown-key error.
-const knownKeys = "inline_threshold, verity, host_repo, host_link, mountopt"
+const knownKeys = "inline_threshold, verity, host_repo, host_link, mountopt, imagestore"
 
 // set applies one option; from says where it came from, for errors. A
 // later value of a key replaces an earlier one, mountopt included (as
@@ -159,6 +166,17 @@ func (o *Options) set(key, val, from string) error {
 			return bad(err.Error())
 		}
 		o.MountFlags, o.MountData = flags, data
+	case "imagestore", "additionalimagestore":
+		stores, err := parseImageStores(val)
+		if err != nil {
+			return bad(err.Error())
+		}
+		// Every occurrence adds stores, as overlay's do.
+		for _, s := range stores {
+			if !slices.Contains(o.ImageStores, s) {
+				o.ImageStores = append(o.ImageStores, s)
+			}
+		}
 	default:
 		return genericOption(k, val, bad)
 	}
@@ -177,11 +195,6 @@ func genericOption(k, val string, bad func(string) error) error {
 		return nil
 	}
 	switch k {
-	case "imagestore", "additionalimagestore":
-		// From additionalimagestores: read-only image stores.
-		if val != "" {
-			return bad("additional image stores are not supported by the cfs driver (yet)")
-		}
 	case "additionallayerstore":
 		if val != "" {
 			return bad("additional layer stores are not supported by the cfs driver")
@@ -222,6 +235,30 @@ func genericOption(k, val string, bad func(string) error) error {
 		return bad("unknown option (known: " + knownKeys + ")")
 	}
 	return nil
+}
+
+// parseImageStores reads a comma-separated list of image store
+// directories: each must be absolute and an existing directory.
+func parseImageStores(val string) ([]string, error) {
+	var out []string
+	for s := range strings.SplitSeq(val, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		s = filepath.Clean(s)
+		if !filepath.IsAbs(s) {
+			return nil, fmt.Errorf("image store %q is not an absolute path", s)
+		}
+		st, err := os.Stat(s)
+		if err != nil {
+			return nil, fmt.Errorf("image store: %w", err)
+		}
+		if !st.IsDir() {
+			return nil, fmt.Errorf("image store %s is not a directory", s)
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 // refusedMountFlags are the flags of mount options that are operations

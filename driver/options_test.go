@@ -264,8 +264,9 @@ func TestGenericOptions(t *testing.T) {
 		}
 	}
 	for opt, want := range map[string]string{
-		"imagestore=/srv/images":                "not supported by the cfs driver (yet)",
-		"additionalimagestore=/srv/images":      "not supported by the cfs driver (yet)",
+		"imagestore=/nonexistent/images":        "no such file or directory",
+		"additionalimagestore=relative/images":  "not an absolute path",
+		"imagestore=/etc/hostname":              "not a directory",
 		"additionallayerstore=/srv/layers":      "additional layer stores",
 		"size=10G":                              "quotas",
 		"cfs.inodes=100":                        "quotas",
@@ -284,6 +285,29 @@ func TestGenericOptions(t *testing.T) {
 	_, err := Init(t.TempDir(), graphdriver.Options{ImageStore: "/srv/images"})
 	if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), "not supported by the cfs driver (yet)") {
 		t.Errorf("Init with an image store: err = %v", err)
+	}
+}
+
+// TestImageStoreOptions: imagestore and additionalimagestore add
+// read-only stores, each once, in order; AdditionalImageStores lists
+// them.
+func TestImageStoreOptions(t *testing.T) {
+	writeConf(t, "[storage]\ndriver = \"cfs\"\n")
+	a, b := t.TempDir(), t.TempDir()
+	o, err := ParseOptions([]string{"imagestore=" + a + "," + b, "cfs.additionalimagestore=" + a, ".imagestore=" + b + "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(o.ImageStores, []string{a, b}) {
+		t.Errorf("ImageStores = %q, want %q", o.ImageStores, []string{a, b})
+	}
+	drv, err := Init(t.TempDir(), graphdriver.Options{DriverOptions: []string{"imagestore=" + a}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer drv.Cleanup()
+	if got := drv.AdditionalImageStores(); !reflect.DeepEqual(got, []string{a}) {
+		t.Errorf("AdditionalImageStores() = %q", got)
 	}
 }
 

@@ -13,8 +13,9 @@ type overlaySpec struct {
 	// Lower is the metadata lower layer (the EROFS mount, named by
 	// /proc/self/fd/N, or an empty directory).
 	Lower string
-	// Data is the data-only lower layer (the object store), or "".
-	Data string
+	// Data are the data-only lower layers (object stores), in lookup
+	// order.
+	Data []string
 	// Upper and Work are the writable layer's directories, or "".
 	Upper, Work string
 	// Options are further overlay options ("key=value" or "flag"):
@@ -79,8 +80,8 @@ func fsmountOverlay(target string, spec overlaySpec) error {
 		return fmt.Errorf("overlay lower layer %s: %w%s", spec.Lower, err, fsLog(fsfd))
 	}
 	var errs []error
-	if spec.Data != "" {
-		errs = append(errs, set("datadir+", spec.Data))
+	for _, dir := range spec.Data {
+		errs = append(errs, set("datadir+", dir))
 	}
 	if spec.Upper != "" {
 		// Unlike "lowerdir+", these two are unescaped by the kernel.
@@ -155,8 +156,8 @@ func fsLog(fsfd int) string {
 // paths escaped as overlayfs reads them.
 func legacyMountOverlay(target string, spec overlaySpec) error {
 	lower := escapeOverlayPath(spec.Lower)
-	if spec.Data != "" {
-		lower += "::" + escapeOverlayPath(spec.Data)
+	for _, dir := range spec.Data {
+		lower += "::" + escapeOverlayPath(dir)
 	}
 	data := []string{"lowerdir=" + lower}
 	if spec.Upper != "" {

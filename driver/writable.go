@@ -44,8 +44,8 @@ func (d *core) openUpper(id string, m layerMeta) (layerMeta, error) {
 // changes or one still mounted (by this process or another).
 func (d *core) foldUpper(ctx context.Context, id string) error {
 	m, err := d.layers.readMeta(id)
-	if err != nil || !m.Sealed || !m.Upper {
-		return nil // a layer removed meanwhile, or nothing to fold
+	if err != nil || !m.Sealed || !m.Upper || d.layers.readOnly(id) {
+		return nil // a layer removed meanwhile, nothing to fold, or not ours
 	}
 	d.mu.Lock()
 	_, mounted := d.mounts[id]
