@@ -47,7 +47,7 @@ func (a *adapter[F]) Create(id, parent string, opts *graphdriver.CreateOpts) err
 	if err := checkCreateOpts(opts); err != nil {
 		return err
 	}
-	return a.c.create(context.Background(), id, parent, imageLayer)
+	return a.c.forImages().create(context.Background(), id, parent, imageLayer)
 }
 
 func checkCreateOpts(opts *graphdriver.CreateOpts) error {
@@ -65,12 +65,12 @@ func (a *adapter[F]) CreateFromTemplate(id, template string, _ *idtools.IDMappin
 	if err := checkCreateOpts(opts); err != nil {
 		return err
 	}
-	return a.c.createFromTemplate(context.Background(), id, template, parent)
+	return a.c.forImages().createFromTemplate(context.Background(), id, template, parent)
 }
 
 // Remove deletes a layer.
 func (a *adapter[F]) Remove(id string) error {
-	cleanup, err := a.c.remove(id)
+	cleanup, err := a.c.owner(id).remove(id)
 	if cerr := cleanup(); err == nil {
 		err = cerr
 	}
@@ -80,12 +80,12 @@ func (a *adapter[F]) Remove(id string) error {
 // DeferredRemove makes a layer unusable at once and returns the function
 // that deletes its files.
 func (a *adapter[F]) DeferredRemove(id string) (F, error) {
-	cleanup, err := a.c.remove(id)
+	cleanup, err := a.c.owner(id).remove(id)
 	return F(cleanup), err
 }
 
 // GetTempDirRootDirs returns where DeferredRemove keeps removed layers.
-func (a *adapter[F]) GetTempDirRootDirs() []string { return []string{a.c.home} }
+func (a *adapter[F]) GetTempDirRootDirs() []string { return a.c.homes() }
 
 // Get mounts a layer and returns its root.
 //
@@ -104,11 +104,11 @@ func (a *adapter[F]) Get(id string, options graphdriver.MountOpts) (string, erro
 			opts.Extra = append(opts.Extra, o)
 		}
 	}
-	return a.c.get(context.Background(), id, opts)
+	return a.c.owner(id).get(context.Background(), id, opts)
 }
 
 // Put releases a Get.
-func (a *adapter[F]) Put(id string) error { return a.c.put(id) }
+func (a *adapter[F]) Put(id string) error { return a.c.owner(id).put(id) }
 
 // Exists reports whether the layer exists.
 func (a *adapter[F]) Exists(id string) bool { return a.c.layers.exists(id) }
@@ -120,12 +120,12 @@ func (a *adapter[F]) ListLayers() ([]string, error) { return a.c.layers.list() }
 func (a *adapter[F]) Status() [][2]string { return a.c.status(context.Background()) }
 
 // Metadata returns where a layer's files are.
-func (a *adapter[F]) Metadata(id string) (map[string]string, error) { return a.c.metadata(id) }
+func (a *adapter[F]) Metadata(id string) (map[string]string, error) { return a.c.owner(id).metadata(id) }
 
 // ReadWriteDiskUsage returns the disk usage of a writable layer's upper
 // directory (of a sealed layer: its image).
 func (a *adapter[F]) ReadWriteDiskUsage(id string) (*directory.DiskUsage, error) {
-	return a.c.diskUsage(id)
+	return a.c.owner(id).diskUsage(id)
 }
 
 // Cleanup unmounts what this process mounted and closes the store.
@@ -146,12 +146,12 @@ func (a *adapter[F]) SyncMode() graphdriver.SyncMode { return graphdriver.SyncMo
 
 // Diff returns a layer's changes as a tar.
 func (a *adapter[F]) Diff(id string, _ *idtools.IDMappings, parent string, _ *idtools.IDMappings, _ string) (io.ReadCloser, error) {
-	return a.c.diff(context.Background(), id, parent)
+	return a.c.owner(id).diff(context.Background(), id, parent)
 }
 
 // Changes lists what differs between parent and id.
 func (a *adapter[F]) Changes(id string, _ *idtools.IDMappings, parent string, _ *idtools.IDMappings, _ string) ([]archive.Change, error) {
-	cs, err := a.c.changes(context.Background(), id, parent)
+	cs, err := a.c.owner(id).changes(context.Background(), id, parent)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +167,7 @@ func (a *adapter[F]) ApplyDiff(id string, options graphdriver.ApplyDiffOpts) (in
 	if options.ForceMask != nil {
 		return 0, fmt.Errorf("cfs: apply diff to %s: force_mask is not supported", id)
 	}
-	return a.c.applyDiff(context.Background(), id, options.Diff, idMapper(options.Mappings))
+	return a.c.owner(id).applyDiff(context.Background(), id, options.Diff, idMapper(options.Mappings))
 }
 
 // idMapper maps container IDs to host IDs with m (nil for no mapping).
@@ -186,19 +186,19 @@ func idMapper(m *idtools.IDMappings) layers.IDMapper {
 
 // DiffSize returns the size of a layer's own contents.
 func (a *adapter[F]) DiffSize(id string, _ *idtools.IDMappings, _ string, _ *idtools.IDMappings, _ string) (int64, error) {
-	return a.c.diffSize(context.Background(), id)
+	return a.c.owner(id).diffSize(context.Background(), id)
 }
 
 // DiffGetter serves a layer's file contents by path (for tar-split).
 func (a *adapter[F]) DiffGetter(id string) (graphdriver.FileGetCloser, error) {
-	return a.c.fileGetter(context.Background(), id)
+	return a.c.owner(id).fileGetter(context.Background(), id)
 }
 
 // UpdateLayerIDMap changes the owners of everything layer id shows from
 // the host IDs of toContainer to those of toHost (for a container in a
 // user namespace).
 func (a *adapter[F]) UpdateLayerIDMap(id string, toContainer, toHost *idtools.IDMappings, mountLabel string) error {
-	return a.c.updateIDMap(context.Background(), id, remapper(toContainer, toHost), mountLabel, func(dir string) error {
+	return a.c.owner(id).updateIDMap(context.Background(), id, remapper(toContainer, toHost), mountLabel, func(dir string) error {
 		return graphdriver.ChownPathByMaps(dir, toContainer, toHost)
 	})
 }

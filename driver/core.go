@@ -48,8 +48,59 @@ type core struct {
 	// ("overlayfs: failed to clone lowerpath" in the kernel log, EINVAL).
 	detachedRefused atomic.Bool
 
+	// peer is, in a split store (graphroot and imagestore), the core of
+	// the other home: the image store's keeps image layers, the graph
+	// root's container layers. Each finds the other's layers and objects;
+	// work on a layer goes to its owner.
+	peer *core
+	// imageCore is, in the graph root's core of a split store, the core
+	// that creates image layers (its peer); nil otherwise.
+	imageCore *core
+
 	mu     sync.Mutex
 	mounts map[string]*mountState
+}
+
+// openSplit opens the image store's home of a split store, imageHome
+// (<imagestore>/cfs), as d's peer: a complete cfs home of its own, where
+// image layers and their objects go, so that the image store works on
+// its own too.
+func (d *core) openSplit(imageHome string) error {
+	p, err := newCore(imageHome, filepath.Dir(d.run), d.opts)
+	if err != nil {
+		return fmt.Errorf("cfs: image store: %w", err)
+	}
+	d.peer, p.peer, d.imageCore = p, d, p
+	d.layers.peer, p.layers.peer = p.layers.dir, d.layers.dir
+	d.contents.ro = append([]string{p.contents.objects.ObjectsDir()}, d.contents.ro...)
+	p.contents.ro = append([]string{d.contents.objects.ObjectsDir()}, p.contents.ro...)
+	return nil
+}
+
+// owner is the core that keeps layer id: d, or in a split store the
+// peer when the layer is in the other home.
+func (d *core) owner(id string) *core {
+	if d.peer != nil && d.layers.home(id) == peerLayer {
+		return d.peer
+	}
+	return d
+}
+
+// forImages is the core where image layers are created: the image
+// store's in a split store, else d.
+func (d *core) forImages() *core {
+	if d.imageCore != nil {
+		return d.imageCore
+	}
+	return d
+}
+
+// homes are the directories this core and its peer keep layers in.
+func (d *core) homes() []string {
+	if d.imageCore != nil {
+		return []string{d.home, d.imageCore.home}
+	}
+	return []string{d.home}
 }
 
 // newCore opens (creating if needed) the driver's home and object store
@@ -157,6 +208,11 @@ func (d *core) recover() error {
 // layers removed in this process, and closes the store.
 func (d *core) close() error {
 	err := d.cleanup()
+	if d.imageCore != nil {
+		if cerr := d.imageCore.close(); err == nil {
+			err = cerr
+		}
+	}
 	if cerr := d.contents.close(err == nil); err == nil {
 		err = cerr
 	}
@@ -192,6 +248,9 @@ func (d *core) create(ctx context.Context, id, parent string, kind layerKind) er
 // sealed layer is left alone; a read-only store's layer gets a sealed
 // snapshot here instead.
 func (d *core) seal(ctx context.Context, id string) error {
+	if o := d.owner(id); o != d {
+		return o.seal(ctx, id)
+	}
 	m, err := d.layers.readMeta(id)
 	if err != nil || m.Sealed {
 		return err
@@ -272,6 +331,9 @@ func (d *core) ensureFlat(ctx context.Context, id string) error {
 // applyDiff ingests a layer tar into the empty writable layer id and
 // seals it; it returns the size of the layer's contents.
 func (d *core) applyDiff(ctx context.Context, id string, r io.Reader, mapIDs layers.IDMapper) (int64, error) {
+	if o := d.owner(id); o != d {
+		return o.applyDiff(ctx, id, r, mapIDs)
+	}
 	m, err := d.layers.readMeta(id)
 	if err != nil {
 		return 0, err
@@ -337,6 +399,9 @@ func (d *core) remove(id string) (func() error, error) {
 	noop := func() error { return nil }
 	if err := checkID(id); err != nil {
 		return noop, err
+	}
+	if o := d.owner(id); o != d {
+		return o.remove(id)
 	}
 	if _, err := os.Lstat(d.layers.path(id)); errors.Is(err, fs.ErrNotExist) {
 		return noop, nil // gone already (a crash may lose a layer just created)

@@ -138,7 +138,7 @@ func (d *core) createFromTemplate(ctx context.Context, id, template, parent stri
 	}
 	err = d.layers.build(id, func(dir string) error {
 		img := filepath.Join(dir, diffImageFile)
-		if tm.Parent == parent && !d.layers.readOnly(template) {
+		if tm.Parent == parent && d.layers.home(template) == ownLayer {
 			// Same parent: the same image and refs.
 			if err := copyFile(d.layers.diffImage(template)+digestSuffix, img+digestSuffix); err != nil {
 				return err

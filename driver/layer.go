@@ -67,33 +67,53 @@ const (
 // object store.
 type layerStore struct {
 	dir       string   // <home>/layers
+	peer      string   // layers directory of the split store's other home, or ""
 	ro        []string // layers directories of read-only stores, in lookup order
 	snapshots string   // <home>/snapshots
 }
 
-// where returns the directory of layer id: this store's own (ro false),
-// else that of the first read-only store that has it, or its snapshot
-// there is one (ro true). An unknown layer gives this store's path.
-func (s *layerStore) where(id string) (dir string, ro bool) {
+// layerHome says which store holds a layer.
+type layerHome int
+
+const (
+	ownLayer  layerHome = iota // this store's (or unknown)
+	peerLayer                  // the split store's other home's (see core.peer)
+	roLayer                    // a read-only image store's
+)
+
+// where returns the directory of layer id and whose it is: this store's
+// own; else the peer home's (a split store's other half); else that of
+// the first read-only store that has it, or its snapshot here if there
+// is one. An unknown layer gives this store's path.
+func (s *layerStore) where(id string) (string, layerHome) {
 	own := filepath.Join(s.dir, id)
-	if len(s.ro) == 0 {
-		return own, false
+	if len(s.ro) == 0 && s.peer == "" {
+		return own, ownLayer
 	}
 	if _, err := os.Lstat(own); err == nil {
-		return own, false
+		return own, ownLayer
+	}
+	if s.peer != "" {
+		if p := filepath.Join(s.peer, id); exists(p) {
+			return p, peerLayer
+		}
 	}
 	for _, d := range s.ro {
 		p := filepath.Join(d, id)
-		if _, err := os.Lstat(p); err != nil {
+		if !exists(p) {
 			continue
 		}
-		snap := filepath.Join(s.snapshots, id)
-		if _, err := os.Lstat(filepath.Join(snap, layerMetaFile)); err == nil {
-			return snap, true
+		if snap := filepath.Join(s.snapshots, id); exists(filepath.Join(snap, layerMetaFile)) {
+			return snap, roLayer
 		}
-		return p, true
+		return p, roLayer
 	}
-	return own, false
+	return own, ownLayer
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }
 
 func (s *layerStore) path(id string) string {
@@ -101,11 +121,14 @@ func (s *layerStore) path(id string) string {
 	return dir
 }
 
-// readOnly reports whether layer id is a read-only store's.
-func (s *layerStore) readOnly(id string) bool {
-	_, ro := s.where(id)
-	return ro
+// home says whose layer id is.
+func (s *layerStore) home(id string) layerHome {
+	_, h := s.where(id)
+	return h
 }
+
+// readOnly reports whether layer id is a read-only store's.
+func (s *layerStore) readOnly(id string) bool { return s.home(id) == roLayer }
 
 // errReadOnly is the error for a change to a read-only store's layer.
 func errReadOnly(id, what string) error {
@@ -147,8 +170,8 @@ func (s *layerStore) readMeta(id string) (layerMeta, error) {
 
 // writeMeta replaces layer id's metadata atomically.
 func (s *layerStore) writeMeta(id string, m layerMeta) error {
-	dir, ro := s.where(id)
-	if ro {
+	dir, h := s.where(id)
+	if h == roLayer {
 		return errReadOnly(id, "write metadata of")
 	}
 	return writeMetaIn(dir, m)
@@ -291,8 +314,8 @@ func (s *layerStore) resetUpper(id string, root rootAttrs) error {
 // dropUpper removes layer id's upper and work directories (not those of
 // a read-only store's layer).
 func (s *layerStore) dropUpper(id string) {
-	dir, ro := s.where(id)
-	if ro {
+	dir, h := s.where(id)
+	if h == roLayer {
 		return
 	}
 	os.RemoveAll(filepath.Join(dir, upperDirName))
@@ -342,7 +365,7 @@ func (s *layerStore) staleSnapshots() (kept, gone []string, err error) {
 			os.RemoveAll(filepath.Join(s.snapshots, n))
 			continue
 		}
-		if _, ro := s.where(n); ro || !all {
+		if s.home(n) == roLayer || !all {
 			kept = append(kept, n)
 			continue
 		}

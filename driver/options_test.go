@@ -282,10 +282,6 @@ func TestGenericOptions(t *testing.T) {
 			t.Errorf("%s: err = %v, want ErrInvalidOption mentioning %q", opt, err, want)
 		}
 	}
-	_, err := Init(t.TempDir(), graphdriver.Options{ImageStore: "/srv/images"})
-	if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), "not supported by the cfs driver (yet)") {
-		t.Errorf("Init with an image store: err = %v", err)
-	}
 }
 
 // TestImageStoreOptions: imagestore and additionalimagestore add

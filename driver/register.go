@@ -14,9 +14,6 @@ func init() {
 // Init opens the cfs driver under home (<graphroot>/cfs) with the given
 // options; containers/storage calls it for driver = "cfs".
 func Init(home string, options graphdriver.Options) (graphdriver.Driver, error) {
-	if options.ImageStore != "" {
-		return nil, fmt.Errorf("%w: imagestore %s (storage.conf [storage] imagestore): a separate image store is not supported by the cfs driver (yet)", ErrInvalidOption, options.ImageStore)
-	}
 	opts, err := ParseOptions(options.DriverOptions)
 	if err != nil {
 		return nil, err
@@ -28,6 +25,14 @@ func Init(home string, options graphdriver.Options) (graphdriver.Driver, error) 
 	c, err := newCore(home, runRoot, opts)
 	if err != nil {
 		return nil, fmt.Errorf("cfs: init %s: %w", home, err)
+	}
+	// A split store ([storage] imagestore): image layers in the image
+	// store's home, container layers here.
+	if is := options.ImageStore; is != "" && filepath.Clean(is) != filepath.Dir(filepath.Clean(home)) {
+		if err := c.openSplit(filepath.Join(is, Name)); err != nil {
+			c.close()
+			return nil, fmt.Errorf("cfs: init %s: %w", home, err)
+		}
 	}
 	// The assignment makes the compiler check that the adapter, with the
 	// inferred cleanup type, is a full DiffGetterDriver.

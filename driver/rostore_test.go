@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	graphdriver "go.podman.io/storage/drivers"
 	"golang.org/x/sys/unix"
 
 	"github.com/cfs-storage/cfs-storage/layers/tree"
@@ -241,4 +242,50 @@ func loopXFS(t *testing.T) string {
 	}
 	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
 	return dir
+}
+
+// A split store ([storage] imagestore): image layers and their objects go
+// to the image store's cfs home, container layers to the graph root's;
+// containers run on image layers, and the image store works as a store
+// of its own.
+func TestSplitStore(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	graph, imageStore := filepath.Join(dir, "graph"), filepath.Join(dir, "images")
+	drv, err := Init(filepath.Join(graph, Name), graphdriver.Options{RunRoot: filepath.Join(dir, "run"), ImageStore: imageStore})
+	must(t, err)
+	defer drv.Cleanup()
+	must(t, drv.Create("base", "", nil))
+	_, err = drv.ApplyDiff("base", graphdriver.ApplyDiffOpts{Diff: bytes.NewReader(mustTar(t, tarfix.File("big", strings.Repeat("image ", 500))))})
+	must(t, err)
+	must(t, drv.CreateReadWrite("ctr", "base", nil))
+	for id, home := range map[string]string{"base": imageStore, "ctr": graph} {
+		if _, err := os.Stat(filepath.Join(home, Name, "layers", id, layerMetaFile)); err != nil {
+			t.Errorf("layer %s not in %s: %v", id, home, err)
+		}
+	}
+	mnt, err := drv.Get("ctr", graphdriver.MountOpts{})
+	must(t, err)
+	expectFile(t, filepath.Join(mnt, "big"), strings.Repeat("image ", 500))
+	must(t, os.WriteFile(filepath.Join(mnt, "written"), []byte("by the container"), 0o644))
+	must(t, drv.Put("ctr"))
+	// A commit: a new image layer with the container's diff.
+	r, err := drv.Diff("ctr", nil, "base", nil, "")
+	must(t, err)
+	must(t, drv.Create("commit", "base", nil))
+	_, err = drv.ApplyDiff("commit", graphdriver.ApplyDiffOpts{Diff: r})
+	r.Close()
+	must(t, err)
+	must(t, drv.Remove("ctr"))
+	must(t, drv.Cleanup())
+
+	// The image store alone, as `--graph <imagestore>` opens it.
+	alone, err := Init(filepath.Join(imageStore, Name), graphdriver.Options{RunRoot: filepath.Join(dir, "run2")})
+	must(t, err)
+	defer alone.Cleanup()
+	mnt, err = alone.Get("commit", graphdriver.MountOpts{Options: []string{"ro"}})
+	must(t, err)
+	expectFile(t, filepath.Join(mnt, "written"), "by the container")
+	expectFile(t, filepath.Join(mnt, "big"), strings.Repeat("image ", 500))
+	must(t, alone.Put("commit"))
 }
