@@ -120,7 +120,9 @@ func (a *adapter[F]) ListLayers() ([]string, error) { return a.c.layers.list() }
 func (a *adapter[F]) Status() [][2]string { return a.c.status(context.Background()) }
 
 // Metadata returns where a layer's files are.
-func (a *adapter[F]) Metadata(id string) (map[string]string, error) { return a.c.owner(id).metadata(id) }
+func (a *adapter[F]) Metadata(id string) (map[string]string, error) {
+	return a.c.owner(id).metadata(id)
+}
 
 // ReadWriteDiskUsage returns the disk usage of a writable layer's upper
 // directory (of a sealed layer: its image).
@@ -250,4 +252,12 @@ func (a *adapter[F]) DropFlatImage(id string) (bool, error) {
 		return false, err
 	}
 	return a.c.images.drop(id)
+}
+
+// ReadOnlyStore returns the read-only image store that has layer id.
+func (a *adapter[F]) ReadOnlyStore(id string) string { return a.c.readOnlyStore(id) }
+
+// LayerObjects lists the objects layer id's own image uses.
+func (a *adapter[F]) LayerObjects(ctx context.Context, id string) (map[dedup.Digest]int64, error) {
+	return a.c.layerObjects(ctx, id)
 }

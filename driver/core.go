@@ -14,6 +14,7 @@ import (
 	"go.podman.io/storage/pkg/directory"
 	"golang.org/x/sys/unix"
 
+	"github.com/cfs-storage/cfs-storage/dedup"
 	"github.com/cfs-storage/cfs-storage/layers"
 	"github.com/cfs-storage/cfs-storage/layers/tree"
 )
@@ -465,4 +466,35 @@ func (d *core) diskUsage(id string) (*directory.DiskUsage, error) {
 		return nil, err
 	}
 	return &directory.DiskUsage{Size: st.Size(), InodeCount: 1}, nil
+}
+
+// readOnlyStore returns the graph root of the read-only image store
+// that has layer id, or "".
+func (d *core) readOnlyStore(id string) string {
+	if d.layers.home(id) != roLayer {
+		return ""
+	}
+	for i, dir := range d.layers.ro {
+		if exists(filepath.Join(dir, id)) {
+			return d.opts.ImageStores[i]
+		}
+	}
+	return ""
+}
+
+// layerObjects lists the objects layer id's own tree uses, with their
+// sizes (contents of a writable layer are hashed, not stored).
+func (d *core) layerObjects(ctx context.Context, id string) (map[dedup.Digest]int64, error) {
+	t, _, err := d.diffTree(ctx, id, hashContents{})
+	if err != nil {
+		return nil, err
+	}
+	out := map[dedup.Digest]int64{}
+	err = t.Walk(func(_ string, e tree.Dirent) error {
+		if !e.HardLink && e.Node.IsExternal() && e.Node.Digest != nil {
+			out[*e.Node.Digest] = int64(e.Node.Size)
+		}
+		return nil
+	})
+	return out, err
 }

@@ -28,6 +28,12 @@ type Extension interface {
 	// next mount builds it again) and reports whether there was one.
 	// Mounts that use it keep it open: they are not disturbed.
 	DropFlatImage(id string) (bool, error)
+	// ReadOnlyStore returns the graph root of the read-only image store
+	// that holds layer id, or "" when the layer is this store's.
+	ReadOnlyStore(id string) string
+	// LayerObjects lists the objects layer id's own image uses, with
+	// their sizes.
+	LayerObjects(ctx context.Context, id string) (map[dedup.Digest]int64, error)
 }
 
 // AsExtension returns the cfs extension of d, or false when d is not the

@@ -74,6 +74,13 @@ func Write(w io.Writer, u *Usage) error {
 			fmt.Fprintf(tw, "%.12s\t%s\t%s\t-\t%s\t-\t-\t-\n", l.ID, imgs, size(l.Logical), size(l.Unique))
 		}
 	}
+	if len(u.ReadOnlyStores) > 0 {
+		fmt.Fprintln(tw)
+		fmt.Fprintln(tw, "READ-ONLY STORE\tLAYERS\tOBJECTS\tSHARED\tALSO HERE")
+		for _, s := range u.ReadOnlyStores {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", s.Root, s.Layers, s.Objects, size(s.Bytes), size(s.Imported))
+		}
+	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("df: write report: %w", err)
 	}

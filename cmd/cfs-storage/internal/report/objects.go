@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sort"
 
 	storage "go.podman.io/storage"
 
@@ -104,7 +105,50 @@ func computeObjects(ctx context.Context, u *Usage, ext driver.Extension, imgs []
 		u.Total.MetadataBytes += lu.Metadata
 		u.Layers = append(u.Layers, lu)
 	}
+	if u.ReadOnlyStores, err = readOnlyShares(ctx, ext, layers); err != nil {
+		return err
+	}
 	return objectTotals(ctx, u, ext)
+}
+
+// readOnlyShares sums, per read-only image store, the layers of it the
+// images use and the objects those layers use.
+func readOnlyShares(ctx context.Context, ext driver.Extension, layers map[string]*storage.Layer) ([]StoreShare, error) {
+	byStore := map[string]*StoreShare{}
+	objects := map[string]map[dedup.Digest]int64{}
+	var roots []string
+	for id := range layers {
+		root := ext.ReadOnlyStore(id)
+		if root == "" {
+			continue
+		}
+		if byStore[root] == nil {
+			byStore[root], objects[root] = &StoreShare{Root: root}, map[dedup.Digest]int64{}
+			roots = append(roots, root)
+		}
+		byStore[root].Layers++
+		objs, err := ext.LayerObjects(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("layer %.12s of read-only store %s: %w", id, root, err)
+		}
+		for d, n := range objs {
+			objects[root][d] = n
+		}
+	}
+	sort.Strings(roots)
+	out := make([]StoreShare, 0, len(roots))
+	for _, root := range roots {
+		sh := byStore[root]
+		for d, n := range objects[root] {
+			sh.Objects++
+			sh.Bytes += n
+			if ext.Objects().Has(d) {
+				sh.Imported += n
+			}
+		}
+		out = append(out, *sh)
+	}
+	return out, nil
 }
 
 // objectTotals adds the object store's own totals and the flattened

@@ -26,7 +26,22 @@ type Usage struct {
 	Root   string       `json:"root"`
 	Images []ImageUsage `json:"images"`
 	Layers []LayerUsage `json:"layers"`
-	Total  Totals       `json:"total"`
+	// ReadOnlyStores are the read-only image stores whose layers this
+	// store's images use (cfs only).
+	ReadOnlyStores []StoreShare `json:"readOnlyStores,omitempty"`
+	Total          Totals       `json:"total"`
+}
+
+// StoreShare is what this store's images use of one read-only image
+// store: Layers of it, whose Objects hold Bytes of contents read from
+// there, not stored here; Imported of those bytes are in this store too
+// (objects a layer here keeps, linked or copied in).
+type StoreShare struct {
+	Root     string `json:"root"`
+	Layers   int    `json:"layers"`
+	Objects  int    `json:"objects"`
+	Bytes    int64  `json:"bytes"`
+	Imported int64  `json:"imported"`
 }
 
 // ImageUsage is one image's share of the store. Logical is the sum of
