@@ -10,28 +10,56 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// tryAlternate links in the file opts.Alternate names for the absent
+// Alternate finds existing files that hold a content, so that Insert
+// links one in instead of writing the streamed bytes (the host's ostree
+// objects, say). See InsertOptions.Alternate.
+type Alternate interface {
+	// Find looks for a file whose content has the fs-verity digest d and
+	// size bytes. content reads the streamed bytes (size of them) until
+	// Find returns, for an Alternate that compares rather than hashes
+	// its candidates. found is false when there is none, or none that
+	// can be used. An error means the lookup itself failed; either way
+	// Insert then writes the streamed bytes, and Stats counts the lookup
+	// (Alternates).
+	Find(ctx context.Context, d Digest, size int64, content io.ReaderAt) (c Candidate, found bool, err error)
+}
+
+// Candidate is a file an Alternate found.
+type Candidate struct {
+	// Path names the file.
+	Path string
+	// Release, if not nil, is called once the file is no longer needed.
+	Release func()
+}
+
+// tryAlternate links in the file opts.Alternate finds for the absent
 // object o, whose content the caller holds in content. The alternate is
 // checked byte for byte against content (which is o by construction): as
 // strict as hashing it again, and several times cheaper. It reports
-// false when there is no alternate or it cannot be used; the caller then
-// stores the streamed bytes.
+// false when there is no alternate or it cannot be used, and counts why;
+// the caller then stores the streamed bytes.
 func (in *Ingest) tryAlternate(ctx context.Context, o Object, content io.ReaderAt, opts InsertOptions) (Object, bool) {
 	if opts.Alternate == nil || o.Size == 0 || in.s.Has(o.Digest) {
 		return o, false
 	}
-	path, release, ok := opts.Alternate(ctx, o.Digest, o.Size, content)
-	if !ok {
+	c, found, err := opts.Alternate.Find(ctx, o.Digest, o.Size, content)
+	if c.Release != nil {
+		defer c.Release()
+	}
+	if err != nil {
+		in.s.ctr.alternateMissed(ctx, o, err, true)
 		return o, false
 	}
-	if release != nil {
-		defer release()
+	if !found {
+		in.s.ctr.alternateMissed(ctx, o, nil, false)
+		return o, false
 	}
 	if opts.TrustAlternate {
 		content = nil
 	}
-	lo, res, err := in.insertSame(ctx, path, opts.AlternateMode, o, content)
+	lo, res, err := in.insertSame(ctx, c.Path, opts.AlternateMode, o, content)
 	if err != nil {
+		in.s.ctr.alternateMissed(ctx, o, fmt.Errorf("link in %s: %w", c.Path, err), false)
 		return o, false
 	}
 	lo.Linked = res.Mode

@@ -3,13 +3,29 @@ package dedup
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 )
+
+// alternateFunc is an Alternate made of a function.
+type alternateFunc func(ctx context.Context, d Digest, size int64, content io.ReaderAt) (Candidate, bool, error)
+
+func (f alternateFunc) Find(ctx context.Context, d Digest, size int64, content io.ReaderAt) (Candidate, bool, error) {
+	return f(ctx, d, size, content)
+}
+
+// found is an Alternate that finds path for every content.
+func found(path string) Alternate {
+	return alternateFunc(func(context.Context, Digest, int64, io.ReaderAt) (Candidate, bool, error) {
+		return Candidate{Path: path}, true, nil
+	})
+}
 
 func TestInsertAlternate(t *testing.T) {
 	for _, size := range []int{100, 1 << 20} {
@@ -28,9 +44,9 @@ func TestInsertAlternate(t *testing.T) {
 			var before unix.Stat_t
 			unix.Stat(host, &before)
 			released := 0
-			opts := InsertOptions{Alternate: func(ctx context.Context, d Digest, n int64, _ io.ReaderAt) (string, func(), bool) {
-				return host, func() { released++ }, n == int64(size)
-			}}
+			opts := InsertOptions{Alternate: alternateFunc(func(ctx context.Context, d Digest, n int64, _ io.ReaderAt) (Candidate, bool, error) {
+				return Candidate{Path: host, Release: func() { released++ }}, n == int64(size), nil
+			})}
 			o, err := s.Insert(context.Background(), bytes.NewReader(content), opts)
 			if err != nil {
 				t.Fatal(err)
@@ -66,7 +82,7 @@ func TestInsertAlternateWrongContent(t *testing.T) {
 			liar := filepath.Join(dir, "liar")
 			os.WriteFile(liar, lie, 0o644)
 			o, err := s.Insert(context.Background(), bytes.NewReader(content), InsertOptions{
-				Alternate: func(context.Context, Digest, int64, io.ReaderAt) (string, func(), bool) { return liar, nil, true },
+				Alternate: found(liar),
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -95,13 +111,13 @@ func TestInsertAlternateSeesContent(t *testing.T) {
 			content := bytes.Repeat([]byte("abc"), size/3+1)[:size]
 			var seen []byte
 			_, err = s.Insert(context.Background(), bytes.NewReader(content), InsertOptions{
-				Alternate: func(_ context.Context, _ Digest, n int64, r io.ReaderAt) (string, func(), bool) {
+				Alternate: alternateFunc(func(_ context.Context, _ Digest, n int64, r io.ReaderAt) (Candidate, bool, error) {
 					seen = make([]byte, n)
 					if m, err := r.ReadAt(seen, 0); m != int(n) {
 						t.Errorf("ReadAt: %d bytes, %v", m, err)
 					}
-					return "", nil, false
-				},
+					return Candidate{}, false, nil
+				}),
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -133,7 +149,7 @@ func TestInsertTrustedAlternate(t *testing.T) {
 		defer s.Close()
 		o, err := s.Insert(context.Background(), bytes.NewReader(content), InsertOptions{
 			TrustAlternate: true,
-			Alternate:      func(context.Context, Digest, int64, io.ReaderAt) (string, func(), bool) { return c.path, nil, true },
+			Alternate:      found(c.path),
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -141,5 +157,53 @@ func TestInsertTrustedAlternate(t *testing.T) {
 		if linked := o.Linked == LinkHardlink; linked != c.linked {
 			t.Fatalf("%s: Linked = %v, want linked %v", c.path, o.Linked, c.linked)
 		}
+	}
+}
+
+// Lookups that link nothing in are counted, across processes: declined
+// (nothing found, or a file that cannot be linked in) and failed (with
+// the latest error), and the stream is stored either way.
+func TestAlternateStats(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	root := filepath.Join(dir, "store")
+	short := filepath.Join(dir, "short")
+	os.WriteFile(short, []byte("short"), 0o644)
+	errLookup := errors.New("host index unreadable")
+	insert := func(s *Store, i uint64, alt Alternate) {
+		t.Helper()
+		o, err := s.Insert(ctx, bytes.NewReader(content(i, 100)), InsertOptions{Alternate: alt, TrustAlternate: true})
+		if err != nil || o.Linked != LinkAuto || o.Existed {
+			t.Fatalf("insert %d: %+v, %v; want the stream written", i, o, err)
+		}
+	}
+	a, err := Open(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	insert(a, 1, alternateFunc(func(context.Context, Digest, int64, io.ReaderAt) (Candidate, bool, error) {
+		return Candidate{}, false, nil
+	}))
+	insert(a, 2, found(short)) // size mismatch: declined, with the reason
+	a.Close()
+	b, err := Open(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	insert(b, 3, alternateFunc(func(context.Context, Digest, int64, io.ReaderAt) (Candidate, bool, error) {
+		return Candidate{}, false, errLookup
+	}))
+	st, err := b.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := AlternateStats{Declined: ModeCount{2, 200}, Failed: ModeCount{1, 100}, LastError: errLookup.Error()}
+	if st.Alternates != want || st.ByMode[LinkWritten].Objects != 3 {
+		t.Fatalf("stats %+v, want alternates %+v and 3 objects written", st, want)
+	}
+	insert(b, 4, found(short))
+	if st, _ = b.Stats(ctx); !strings.Contains(st.Alternates.LastError, short) || st.Alternates.Declined.Objects != 3 {
+		t.Fatalf("after a declined link: %+v", st.Alternates)
 	}
 }

@@ -53,16 +53,14 @@ type InsertOptions struct {
 	// is set.
 	NoSHA256 bool
 	// Alternate, when set, is asked once the content's digest is known
-	// and the object is absent: it may name an existing file with that
+	// and the object is absent: it may find an existing file with that
 	// content (a host ostree object, say), which is then linked in with
 	// AlternateMode as InsertFile would (after comparing it byte for
 	// byte with the streamed content) instead of writing the streamed
-	// bytes. content reads the streamed bytes (size of them) until
-	// Alternate returns, for an Alternate that compares rather than
-	// hashes its candidates. release, if not nil, is called when the file
-	// is no longer needed. When linking fails the streamed bytes are
-	// written as usual.
-	Alternate func(ctx context.Context, d Digest, size int64, content io.ReaderAt) (path string, release func(), ok bool)
+	// bytes. When it finds none, fails, or its file cannot be linked in,
+	// the streamed bytes are written as usual (Stats.Alternates counts
+	// such lookups).
+	Alternate Alternate
 	// AlternateMode is the link mode for Alternate files (LinkAuto: hard
 	// link, else reflink, else copy).
 	AlternateMode LinkMode

@@ -45,16 +45,48 @@ type Stats struct {
 	// sums their sizes.
 	DedupHits  int64
 	BytesSaved int64
+	// Alternates counts the InsertOptions.Alternate lookups that linked
+	// nothing in (those that did are in ByMode).
+	Alternates AlternateStats
+}
+
+// AlternateStats counts InsertOptions.Alternate lookups that linked
+// nothing in; the streamed bytes were written instead.
+type AlternateStats struct {
+	// Declined counts lookups that found no file, or one that could not
+	// be linked in (a content or size mismatch, a link mode the file
+	// system refuses).
+	Declined ModeCount
+	// Failed counts lookups that returned an error.
+	Failed ModeCount
+	// LastError is the latest error of a failed lookup or of linking in
+	// a declined file, in any process; empty if there was none.
+	LastError string
 }
 
 // counterModes are the modes counted in ByMode, in file order.
 var counterModes = [...]LinkMode{LinkWritten, LinkHardlink, LinkReflink, LinkCopy}
 
+// Keys of the counters file besides the modes' names.
+const (
+	keyHits         = "hits"
+	keyDeclined     = "alternate-declined"
+	keyFailed       = "alternate-failed"
+	keyLastError    = "alternate-error" // followed by a Go-quoted string
+	maxLastErrorLen = 1024
+)
+
 // counters are this process's unflushed statistics deltas.
 type counters struct {
-	mu     sync.Mutex
-	byMode [len(counterModes)]ModeCount
-	hits   ModeCount
+	mu sync.Mutex
+	d  deltas
+}
+
+type deltas struct {
+	byMode           [len(counterModes)]ModeCount
+	hits             ModeCount
+	declined, failed ModeCount
+	lastError        string
 }
 
 // record counts one insert.
@@ -62,40 +94,58 @@ func (c *counters) record(o Object, mode LinkMode) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if o.Existed || mode == LinkNone {
-		c.hits.Objects++
-		c.hits.Bytes += o.Size
+		c.d.hits = add(c.d.hits, ModeCount{1, o.Size})
 		return
 	}
 	for i, m := range counterModes {
 		if m == mode {
-			c.byMode[i].Objects++
-			c.byMode[i].Bytes += o.Size
+			c.d.byMode[i] = add(c.d.byMode[i], ModeCount{1, o.Size})
 		}
 	}
 }
 
-// take returns the deltas and zeroes them.
-func (c *counters) take() (byMode [len(counterModes)]ModeCount, hits ModeCount) {
+// alternateMissed counts an Alternate lookup for o that linked nothing
+// in: failed when the lookup returned err, else declined (with err why,
+// if any). Nothing is counted when ctx is done: the insert is being
+// abandoned, not declined.
+func (c *counters) alternateMissed(ctx context.Context, o Object, err error, failed bool) {
+	if ctx.Err() != nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	byMode, hits = c.byMode, c.hits
-	c.byMode, c.hits = [len(counterModes)]ModeCount{}, ModeCount{}
-	return byMode, hits
+	if failed {
+		c.d.failed = add(c.d.failed, ModeCount{1, o.Size})
+	} else {
+		c.d.declined = add(c.d.declined, ModeCount{1, o.Size})
+	}
+	if err != nil {
+		c.d.lastError = err.Error()
+	}
+}
+
+// take returns the deltas and zeroes them.
+func (c *counters) take() deltas {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := c.d
+	c.d = deltas{}
+	return d
 }
 
 // counterKeys names the counter file's lines: "<key> <objects> <bytes>".
 func counterKeys() []string {
-	keys := []string{"hits"}
+	keys := []string{keyHits}
 	for _, m := range counterModes {
 		keys = append(keys, m.String())
 	}
-	return keys
+	return append(keys, keyDeclined, keyFailed)
 }
 
 // flushCounters adds this process's deltas to the counters file, under
 // an flock on that file. A torn file (crash mid-write) reads as zeros.
 func (s *Store) flushCounters() error {
-	byMode, hits := s.ctr.take()
+	d := s.ctr.take()
 	f, err := os.OpenFile(filepath.Join(s.root, fileCounters), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return fmt.Errorf("counters: %w", err)
@@ -104,14 +154,25 @@ func (s *Store) flushCounters() error {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
 		return fmt.Errorf("counters: %w", err)
 	}
-	cur := readCounters(f)
-	cur["hits"] = add(cur["hits"], hits)
+	cur, lastError := readCounters(f)
+	cur[keyHits] = add(cur[keyHits], d.hits)
 	for i, m := range counterModes {
-		cur[m.String()] = add(cur[m.String()], byMode[i])
+		cur[m.String()] = add(cur[m.String()], d.byMode[i])
+	}
+	cur[keyDeclined] = add(cur[keyDeclined], d.declined)
+	cur[keyFailed] = add(cur[keyFailed], d.failed)
+	if d.lastError != "" {
+		lastError = d.lastError
 	}
 	var b bytes.Buffer
 	for _, k := range counterKeys() {
 		fmt.Fprintf(&b, "%s %d %d\n", k, cur[k].Objects, cur[k].Bytes)
+	}
+	if lastError != "" {
+		if len(lastError) > maxLastErrorLen {
+			lastError = strings.ToValidUTF8(lastError[:maxLastErrorLen], "") + "…"
+		}
+		fmt.Fprintf(&b, "%s %s\n", keyLastError, strconv.Quote(lastError))
 	}
 	if _, err := f.WriteAt(b.Bytes(), 0); err != nil {
 		return fmt.Errorf("counters: %w", err)
@@ -124,10 +185,19 @@ func (s *Store) flushCounters() error {
 
 func add(a, b ModeCount) ModeCount { return ModeCount{a.Objects + b.Objects, a.Bytes + b.Bytes} }
 
-func readCounters(f *os.File) map[string]ModeCount {
+// readCounters reads the counters file: the counts by key, and the last
+// alternate error. Lines it does not understand are skipped.
+func readCounters(f *os.File) (map[string]ModeCount, string) {
 	m := map[string]ModeCount{}
+	lastError := ""
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
+		if q, ok := strings.CutPrefix(sc.Text(), keyLastError+" "); ok {
+			if e, err := strconv.Unquote(q); err == nil {
+				lastError = e
+			}
+			continue
+		}
 		fs := strings.Fields(sc.Text())
 		if len(fs) != 3 {
 			continue
@@ -138,7 +208,7 @@ func readCounters(f *os.File) map[string]ModeCount {
 			m[fs[0]] = ModeCount{n, b}
 		}
 	}
-	return m
+	return m, lastError
 }
 
 // Stats walks the objects and reads the counters (after flushing this
@@ -180,10 +250,11 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH); err != nil {
 		return st, fmt.Errorf("dedup: stats: %w", err)
 	}
-	cur := readCounters(f)
-	st.DedupHits, st.BytesSaved = cur["hits"].Objects, cur["hits"].Bytes
+	cur, lastError := readCounters(f)
+	st.DedupHits, st.BytesSaved = cur[keyHits].Objects, cur[keyHits].Bytes
 	for _, m := range counterModes {
 		st.ByMode[m] = cur[m.String()]
 	}
+	st.Alternates = AlternateStats{Declined: cur[keyDeclined], Failed: cur[keyFailed], LastError: lastError}
 	return st, nil
 }

@@ -110,29 +110,37 @@ func (h *hostShare) insertOptions(ctx context.Context) (dedup.InsertOptions, err
 	}
 	// The index proves a host object holds the content by its ostree
 	// checksum, computed over the streamed bytes: dedup need not read it.
-	return dedup.InsertOptions{AlternateMode: h.mode, Alternate: h.alternate(index), TrustAlternate: true}, nil
+	alt := hostAlternate{index: index, stager: h.stager, mode: h.mode}
+	return dedup.InsertOptions{AlternateMode: h.mode, Alternate: alt, TrustAlternate: true}, nil
 }
 
-// alternate returns the dedup Alternate callback: the host object with
-// the content, staged when the mode wants a hard link.
-func (h *hostShare) alternate(index *hostlink.Index) func(context.Context, dedup.Digest, int64, io.ReaderAt) (string, func(), bool) {
-	return func(ctx context.Context, d dedup.Digest, size int64, content io.ReaderAt) (string, func(), bool) {
-		p, ok, err := index.LookupContent(ctx, size, d, content)
-		if err != nil || !ok {
-			return "", nil, false
-		}
-		if h.stager == nil {
-			return p, nil, true
-		}
-		staged, release, err := h.stager.Stage(ctx, p)
-		switch {
-		case err == nil:
-			return staged, release, true
-		case h.mode == dedup.LinkHardlink:
-			return "", nil, false // no hard link possible: write the stream
-		default:
-			return p, nil, true // dedup tries a hard link, a reflink, a copy
-		}
+// hostAlternate is the dedup Alternate of a host repository: the host
+// object with the content, staged when the mode wants a hard link.
+type hostAlternate struct {
+	index  *hostlink.Index
+	stager *hostlink.Stager // nil: hand dedup the host path
+	mode   dedup.LinkMode
+}
+
+// Find looks the content up in the index; a failed lookup returns its
+// error (dedup counts it and writes the stream). In hardlink mode a host
+// object that cannot be staged is declined: no hard link is possible.
+func (a hostAlternate) Find(ctx context.Context, d dedup.Digest, size int64, content io.ReaderAt) (dedup.Candidate, bool, error) {
+	p, ok, err := a.index.LookupContent(ctx, size, d, content)
+	if err != nil || !ok {
+		return dedup.Candidate{}, false, err
+	}
+	if a.stager == nil {
+		return dedup.Candidate{Path: p}, true, nil
+	}
+	staged, release, err := a.stager.Stage(ctx, p)
+	switch {
+	case err == nil:
+		return dedup.Candidate{Path: staged, Release: release}, true, nil
+	case a.mode == dedup.LinkHardlink:
+		return dedup.Candidate{}, false, nil // no hard link possible: write the stream
+	default:
+		return dedup.Candidate{Path: p}, true, nil // dedup tries a hard link, a reflink, a copy
 	}
 }
 
