@@ -33,17 +33,25 @@ func stageHelperCommand(args ...string) (cmd *exec.Cmd, err error) {
 
 // statusLines returns the Status lines that only host sharing knows (the
 // rest, host repository and link mode and objects by mode, are in
-// core.status): the host-linked objects by mode in one line (cumulative
-// counts of the store, every process included; the driver links files
-// into the store only from the host), and how this process staged host
-// objects for hard links. Nil without a host repository.
+// core.status): the host-linked objects by mode in one line, the host
+// lookups that linked nothing in (declined: no host object, or one that
+// could not be used; failed: the lookup returned an error) and the
+// latest error (cumulative counts of the store, every process included;
+// the driver links files into the store only from the host), and how
+// this process staged host objects for hard links. Nil without a host
+// repository.
 func (h *hostShare) statusLines(st dedup.Stats) [][2]string {
 	if h == nil {
 		return nil
 	}
 	c := func(m dedup.LinkMode) string { return fmt.Sprint(st.ByMode[m].Objects) }
+	alt := st.Alternates
 	lines := [][2]string{
 		{"Host-linked objects (hardlink/reflink/copy)", c(dedup.LinkHardlink) + "/" + c(dedup.LinkReflink) + "/" + c(dedup.LinkCopy)},
+		{"Host lookups not linked (declined/failed)", fmt.Sprintf("%d/%d", alt.Declined.Objects, alt.Failed.Objects)},
+	}
+	if alt.LastError != "" {
+		lines = append(lines, [2]string{"Host lookup last error", alt.LastError})
 	}
 	if stager := h.staged.Load(); stager != nil {
 		s := stager.Stats()

@@ -14,10 +14,18 @@ func TestHostStatusLines(t *testing.T) {
 	h := newHostShare("/home", Options{HostRepo: "/sysroot/ostree/repo", HostLink: dedup.LinkAuto, InlineThreshold: 64})
 	st := dedup.Stats{ByMode: map[dedup.LinkMode]dedup.ModeCount{
 		dedup.LinkHardlink: {Objects: 3}, dedup.LinkReflink: {Objects: 2}, dedup.LinkCopy: {Objects: 1}, dedup.LinkWritten: {Objects: 9},
-	}}
+	}, Alternates: dedup.AlternateStats{Declined: dedup.ModeCount{Objects: 7}, Failed: dedup.ModeCount{Objects: 1}}}
 	got := h.statusLines(st)
-	if want := [2]string{"Host-linked objects (hardlink/reflink/copy)", "3/2/1"}; len(got) != 1 || got[0] != want {
-		t.Errorf("got %v, want [%v] (no staging line before the stager opens)", got, want)
+	want := [][2]string{
+		{"Host-linked objects (hardlink/reflink/copy)", "3/2/1"},
+		{"Host lookups not linked (declined/failed)", "7/1"},
+	}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("got %v, want %v (no staging line before the stager opens)", got, want)
+	}
+	st.Alternates.LastError = "index: permission denied"
+	if got := h.statusLines(st); len(got) != 3 || got[2] != [2]string{"Host lookup last error", "index: permission denied"} {
+		t.Errorf("with a lookup error: %v", got)
 	}
 	if h.stagingDir != "/home/hostlink/staging" {
 		t.Errorf("staging directory %s", h.stagingDir)
