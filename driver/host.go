@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cfs-storage/cfs-storage/dedup"
 	"github.com/cfs-storage/cfs-storage/dedup/fsverity"
@@ -27,6 +28,11 @@ import (
 // copy) and hardlink declines it (the streamed bytes are written).
 // reflink and copy hand dedup the host path in that mode only; where a
 // reflink is impossible (ext4, say) dedup writes the streamed bytes.
+//
+// Opening (the index, then the stager) is retried: after a failure,
+// ingestion fails with the same error until retryAfter has passed, then
+// the parts not open yet are opened again, so that a long-running daemon
+// recovers once the host repository is fixed.
 type hostShare struct {
 	repoPath   string
 	cacheDir   string
@@ -34,14 +40,21 @@ type hostShare struct {
 	minSize    int64
 	linkName   string
 	mode       dedup.LinkMode
+	// retryAfter is how long a failure to open is returned before
+	// opening is tried again.
+	retryAfter time.Duration
 
-	once   sync.Once
-	index  *hostlink.Index
-	stager *hostlink.Stager // nil unless mode is auto or hardlink
+	mu       sync.Mutex // guards index, stager, err and failedAt
+	index    *hostlink.Index
+	stager   *hostlink.Stager // nil unless mode is auto or hardlink
+	err      error            // the last failure to open, nil once open
+	failedAt time.Time        // when err happened
 	// staged is stager, for status readers outside the ingest path.
 	staged atomic.Pointer[hostlink.Stager]
-	err    error
 }
+
+// hostRetryAfter is hostShare.retryAfter.
+const hostRetryAfter = 30 * time.Second
 
 func newHostShare(home string, opts Options) *hostShare {
 	if !opts.sharesHost() {
@@ -54,23 +67,38 @@ func newHostShare(home string, opts Options) *hostShare {
 		minSize:    opts.InlineThreshold + 1,
 		linkName:   hostLinkName(opts.HostLink),
 		mode:       opts.HostLink,
+		retryAfter: hostRetryAfter,
 	}
 }
 
-// open builds the index and the stager once.
-func (h *hostShare) open(ctx context.Context) (*hostlink.Index, error) {
-	h.once.Do(func() {
-		h.index, h.err = h.openIndex(ctx)
-		if h.err != nil || (h.mode != dedup.LinkAuto && h.mode != dedup.LinkHardlink) {
-			return
+// open builds the index and, for a mode that wants hard links, the
+// stager, on first use; after a failure it returns that failure until
+// retryAfter has passed, then tries again.
+func (h *hostShare) open(ctx context.Context) (*hostlink.Index, *hostlink.Stager, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.err != nil && time.Since(h.failedAt) < h.retryAfter {
+		return nil, nil, h.err
+	}
+	h.err = nil
+	if h.index == nil {
+		index, err := h.openIndex(ctx)
+		if err != nil {
+			h.err, h.failedAt = err, time.Now()
+			return nil, nil, err
 		}
-		h.stager, h.err = hostlink.NewStager(hostlink.StagerOptions{Dir: h.stagingDir, Repo: h.repoPath, Helper: stageHelperCommand})
-		h.staged.Store(h.stager)
-		if h.err != nil {
-			h.err = fmt.Errorf("cfs: host link staging (option host_link=%s): %w", h.linkName, h.err)
+		h.index = index
+	}
+	if h.stager == nil && (h.mode == dedup.LinkAuto || h.mode == dedup.LinkHardlink) {
+		stager, err := hostlink.NewStager(hostlink.StagerOptions{Dir: h.stagingDir, Repo: h.repoPath, Helper: stageHelperCommand})
+		if err != nil {
+			h.err, h.failedAt = fmt.Errorf("cfs: host link staging (option host_link=%s): %w", h.linkName, err), time.Now()
+			return nil, nil, h.err
 		}
-	})
-	return h.index, h.err
+		h.stager = stager
+		h.staged.Store(stager)
+	}
+	return h.index, h.stager, nil
 }
 
 // openIndex opens the host repository and builds its content index.
@@ -104,13 +132,13 @@ func (h *hostShare) insertOptions(ctx context.Context) (dedup.InsertOptions, err
 	if h == nil {
 		return dedup.InsertOptions{}, nil
 	}
-	index, err := h.open(ctx)
+	index, stager, err := h.open(ctx)
 	if err != nil {
 		return dedup.InsertOptions{}, err
 	}
 	// The index proves a host object holds the content by its ostree
 	// checksum, computed over the streamed bytes: dedup need not read it.
-	alt := hostAlternate{index: index, stager: h.stager, mode: h.mode}
+	alt := hostAlternate{index: index, stager: stager, mode: h.mode}
 	return dedup.InsertOptions{AlternateMode: h.mode, Alternate: alt, TrustAlternate: true}, nil
 }
 
@@ -148,6 +176,8 @@ func (h *hostShare) close() error {
 	if h == nil {
 		return nil
 	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	var err error
 	if h.stager != nil {
 		err = h.stager.Close()
