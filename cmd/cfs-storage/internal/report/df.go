@@ -90,6 +90,12 @@ func Write(w io.Writer, u *Usage) error {
 		fmt.Fprintf(w, "  objects:            %d, %s (%s on disk), %s shared with the host\n", t.Objects, size(t.ObjectBytes), size(t.ObjectDiskBytes), size(t.HostSharedBytes))
 		fmt.Fprintf(w, "  metadata:           %s (composefs images, flattened image cache)\n", size(t.MetadataBytes))
 		fmt.Fprintf(w, "  flattened images:   %d, %s (a cache: one per chain mounted)\n", t.FlatImages, size(t.FlatImageBytes))
+		if h := t.HostLookups; h.Declined > 0 || h.Failed > 0 {
+			fmt.Fprintf(w, "  host lookups:       %d declined (no usable host object), %d failed\n", h.Declined, h.Failed)
+			if h.LastError != "" {
+				fmt.Fprintf(w, "  last lookup error:  %s\n", h.LastError)
+			}
+		}
 	}
 	fmt.Fprintf(w, "  total:              %s\n", size(t.StoreBytes))
 	if objects && t.HostSharedBytes > 0 {

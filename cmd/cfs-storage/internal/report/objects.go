@@ -164,6 +164,8 @@ func objectTotals(ctx context.Context, u *Usage, ext driver.Extension) error {
 	}
 	u.Total.Objects, u.Total.ObjectBytes, u.Total.ObjectDiskBytes = st.Objects, st.Bytes, st.DiskBytes
 	u.Total.HostSharedBytes = st.Shared.Bytes
+	alt := st.Alternates
+	u.Total.HostLookups = HostLookups{Declined: alt.Declined.Objects, Failed: alt.Failed.Objects, LastError: alt.LastError}
 	u.Total.MetadataBytes += cache
 	flat, err := ext.FlatImages()
 	if err != nil {

@@ -94,6 +94,19 @@ type Totals struct {
 	HostSharedBytes int64 `json:"hostSharedBytes"`
 	StoreBytes      int64 `json:"storeBytes"`
 	PlainBytes      int64 `json:"plainBytes"`
+	// HostLookups counts the host repository lookups that linked
+	// nothing in (the contents were written instead), over the store's
+	// life: none found or not usable (declined), or failed with an
+	// error, the latest of which is kept.
+	HostLookups HostLookups `json:"hostLookups"`
+}
+
+// HostLookups are the object store's declined and failed lookups of
+// contents among the host's objects (dedup.AlternateStats).
+type HostLookups struct {
+	Declined  int64  `json:"declined"`
+	Failed    int64  `json:"failed"`
+	LastError string `json:"lastError,omitempty"`
 }
 
 // object is what df needs of one object.
