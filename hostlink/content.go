@@ -13,8 +13,10 @@ import (
 // them to the cache file (the rest are appended at Close).
 const saveBatch = 256
 
-// LookupContent is Lookup for a caller that holds the content: size bytes
-// read from content, whose digest (IndexOptions.Hash) is digest. No
+// LookupContent returns the path of a host file object holding content:
+// size bytes read from content, whose digest (IndexOptions.Hash) is
+// digest; false if there is none. It is lookupDigest for a caller that
+// holds the content. No
 // regular file object is opened (only stat'ed and its xattrs read; a
 // bare-user symlink object's stored target is): for the candidates whose
 // digest is not known it
@@ -34,7 +36,7 @@ func (ix *Index) LookupContent(ctx context.Context, size int64, digest [32]byte,
 	if ok || len(unknown) == 0 {
 		return p, ok, nil
 	}
-	sums := map[string]Checksum{} // file header → ostree checksum of content under it
+	sums := map[string]checksum{} // file header → ostree checksum of content under it
 	for _, o := range unknown {
 		if err := ctx.Err(); err != nil {
 			return "", false, err
@@ -91,7 +93,7 @@ func (ix *Index) header(o objectStat) (hdr string, isContent, gone bool, err err
 	if known {
 		return hdr, true, false, nil
 	}
-	fi, err := ix.repo.ReadFileInfo(o.sum)
+	fi, err := ix.repo.readFileInfo(o.sum)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", false, true, nil
 	}
@@ -104,7 +106,7 @@ func (ix *Index) header(o objectStat) (hdr string, isContent, gone bool, err err
 	if fi.Size != o.size {
 		return "", false, true, nil
 	}
-	b, err := ix.repo.FileHeader(fi)
+	b, err := ix.repo.fileHeader(fi)
 	if err != nil {
 		return "", false, false, fmt.Errorf("file object %s header: %w", o.sum, err)
 	}
@@ -121,13 +123,13 @@ func (ix *Index) header(o objectStat) (hdr string, isContent, gone bool, err err
 }
 
 // checksumContent is ostree's checksum of a regular file with header hdr
-// and size bytes of content (see ChecksumFile).
-func checksumContent(hdr string, content io.ReaderAt, size int64) (Checksum, error) {
+// and size bytes of content (see checksumFile).
+func checksumContent(hdr string, content io.ReaderAt, size int64) (checksum, error) {
 	h := newFileChecksum([]byte(hdr))
 	if _, err := io.Copy(h, io.NewSectionReader(content, 0, size)); err != nil {
-		return Checksum{}, fmt.Errorf("reading the content looked up: %w", err)
+		return checksum{}, fmt.Errorf("reading the content looked up: %w", err)
 	}
-	var sum Checksum
+	var sum checksum
 	h.Sum(sum[:0])
 	return sum, nil
 }

@@ -15,10 +15,10 @@ import (
 // their true ostree names (header from the written file's own stat and
 // xattrs), so that LookupContent can prove them; no root or ostree
 // needed. It returns the names by key.
-func checksummedRepo(t *testing.T, objects map[string]string, modes map[string]uint32) (*Repo, map[string]Checksum) {
+func checksummedRepo(t *testing.T, objects map[string]string, modes map[string]uint32) (*Repo, map[string]checksum) {
 	t.Helper()
 	r, _ := fakeRepo(t, nil)
-	names := map[string]Checksum{}
+	names := map[string]checksum{}
 	for key, content := range objects {
 		tmp := filepath.Join(r.path, "tmp-"+key)
 		mode := uint32(0o644)
@@ -39,7 +39,7 @@ func checksummedRepo(t *testing.T, objects map[string]string, modes map[string]u
 		if err != nil {
 			t.Fatal(err)
 		}
-		hdr, err := r.FileHeader(fi)
+		hdr, err := r.fileHeader(fi)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -48,14 +48,14 @@ func checksummedRepo(t *testing.T, objects map[string]string, modes map[string]u
 			t.Fatal(err)
 		}
 		names[key] = c
-		p := r.FileObjectPath(c)
+		p := r.fileObjectPath(c)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Rename(tmp, p); err != nil {
 			t.Fatal(err)
 		}
-		if err := r.VerifyFile(c); err != nil {
+		if err := r.verifyFile(c); err != nil {
 			t.Fatalf("hand-made object %s: %v", key, err)
 		}
 	}
@@ -99,7 +99,7 @@ func TestLookupContent(t *testing.T) {
 	if n := h.n.Load(); n != 0 {
 		t.Fatalf("LookupContent hashed %d objects; it must only checksum the content", n)
 	}
-	if s := ix.Stats(); s.Headers == 0 || s.Headers > len(objects) {
+	if s := ix.stats(); s.Headers == 0 || s.Headers > len(objects) {
 		t.Fatalf("stats %+v: want the headers of the candidates read", s)
 	}
 	if err := ix.Close(); err != nil {
@@ -112,7 +112,7 @@ func TestLookupContent(t *testing.T) {
 			t.Fatalf("%q not found by the second index", content)
 		}
 	}
-	if s := again.Stats(); s.Headers != 0 {
+	if s := again.stats(); s.Headers != 0 {
 		t.Fatalf("second index read %d headers; the saved digests should have matched", s.Headers)
 	}
 }
@@ -136,14 +136,14 @@ func TestLookupContentVanishedObject(t *testing.T) {
 	if bytes.Compare(other[:], first[:]) < 0 {
 		first, other = other, first
 	}
-	if err := os.Remove(r.FileObjectPath(first)); err != nil {
+	if err := os.Remove(r.fileObjectPath(first)); err != nil {
 		t.Fatal(err)
 	}
 	p, ok := lookupContent(t, ix, "alpha")
-	if !ok || p != r.FileObjectPath(other) {
+	if !ok || p != r.fileObjectPath(other) {
 		t.Fatalf("LookupContent = %s, %v; want the remaining object", p, ok)
 	}
-	if s := ix.Stats(); s.Objects != 1 {
+	if s := ix.stats(); s.Objects != 1 {
 		t.Fatalf("stats %+v: the vanished object should be forgotten", s)
 	}
 }

@@ -54,7 +54,7 @@ func (r *rawRecord) crc() []byte    { return r[120:124] }
 
 // cacheEntry is a decoded record.
 type cacheEntry struct {
-	name    Checksum
+	name    checksum
 	size    int64
 	mtime   int64
 	content bool // false: not regular content (a bare-user symlink)
@@ -131,7 +131,7 @@ type digestCache struct {
 	holdMu  sync.Mutex
 	holders int
 
-	entries map[Checksum]cacheEntry
+	entries map[checksum]cacheEntry
 	gen     [32]byte // generation of the loaded file
 	off     int64    // bytes of it loaded (0: nothing valid loaded)
 	torn    bool     // it ends in a partial record
@@ -148,7 +148,7 @@ func openDigestCache(dir, hashName string) (*digestCache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening cache lock: %w", err)
 	}
-	return &digestCache{path: base + ".v1", lockFile: lf, entries: map[Checksum]cacheEntry{}}, nil
+	return &digestCache{path: base + ".v1", lockFile: lf, entries: map[checksum]cacheEntry{}}, nil
 }
 
 // close releases the lock file.
@@ -183,7 +183,7 @@ func (c *digestCache) lock() (func(), error) {
 
 // reset forgets everything loaded.
 func (c *digestCache) reset() {
-	c.entries, c.gen, c.off, c.torn = map[Checksum]cacheEntry{}, [32]byte{}, 0, false
+	c.entries, c.gen, c.off, c.torn = map[checksum]cacheEntry{}, [32]byte{}, 0, false
 }
 
 // refresh loads records written since the last load (by this or another
@@ -277,7 +277,7 @@ func (c *digestCache) compact(keep func(*cacheEntry) bool) (int, error) {
 		return 0, err
 	}
 	buf := append([]byte(nil), hdr[:]...)
-	kept := map[Checksum]cacheEntry{}
+	kept := map[checksum]cacheEntry{}
 	for name, e := range c.entries {
 		if keep(&e) {
 			kept[name] = e

@@ -5,27 +5,37 @@
 // containers share one inode and one page cache. The host repository is
 // never written and no host object's metadata is ever changed.
 //
+// The driver uses only this: OpenRepo, then NewIndex and
+// Index.LookupContent to find a host object by content, NewStager and
+// Stager.Stage to give it a name the store can hard-link (with
+// StageHelperName and StageHelperMain registered for c/storage's reexec),
+// and Stager.Stats for its status. Everything else below is internal;
+// the parts no production path calls yet (walk, refs, deployments,
+// fileObjects, lookups by digest or SHA-256) are kept, with their tests,
+// for restricting the index to what the host deploys and for checking
+// the reader against ostree.
+//
 // # Repository reader
 //
 // OpenRepo reads the repository's config and accepts the modes whose file
 // objects are plain files: bare, bare-user and bare-user-only (archive
 // repositories compress their objects and are refused with
-// ErrUnsupportedMode). Objects live in objects/xx/<62 hex>.<type>; commit,
+// errUnsupportedMode). Objects live in objects/xx/<62 hex>.<type>; commit,
 // dirtree and dirmeta objects are GVariants (see the gvariant subpackage)
 // whose SHA-256 is their name, checked on every read. A file object's
 // logical metadata (what ostree checksums) comes from its stat and xattrs
 // in bare repositories, from its user.ostreemeta xattr in bare-user ones
 // (the object file itself is owned by the repository's user and a
 // symlink is a regular file holding its target), and from its stat with
-// uid and gid 0 in bare-user-only ones. ChecksumFile recomputes a file
+// uid and gid 0 in bare-user-only ones. checksumFile recomputes a file
 // object's name: SHA-256 over the header size (32-bit big-endian), four
 // zero bytes, the GVariant (uuuusa(ayay)) with uid, gid and mode
 // big-endian, then the content of a regular file.
 //
-// Which objects the host uses: Refs lists refs/heads and refs/remotes,
-// Deployments lists a sysroot's /ostree/deploy/*/deploy/<checksum>.<serial>
-// directories, and FileObjects gives the file objects reachable from any
-// set of commits (reading dirtrees only). Walk visits every path of a
+// Which objects the host uses: refs lists refs/heads and refs/remotes,
+// deployments lists a sysroot's /ostree/deploy/*/deploy/<checksum>.<serial>
+// directories, and fileObjects gives the file objects reachable from any
+// set of commits (reading dirtrees only). walk visits every path of a
 // commit in `ostree ls -R` order.
 //
 // Objects are opened O_RDONLY|O_NOATIME (falling back to O_RDONLY where
@@ -36,10 +46,13 @@
 //
 // An Index answers "which host object has this content" for the
 // ingestion path. NewIndex runs a cheap pass: list objects/xx/ and stat
-// each *.file (no file opened), giving size → candidate objects. Lookup
-// hashes, lazily, only candidates of the asked size, with the caller's
-// HashFunc (the fs-verity digest in production) and SHA-256 in the same
-// read. Digests persist in CacheDir, which must be outside the host
+// each *.file (no file opened), giving size → candidate objects.
+// LookupContent (the driver's lookup) proves a candidate holds the
+// caller's bytes by ostree's own checksum of them under the candidate's
+// file header, never reading the object; lookupDigest hashes, lazily,
+// only candidates of the asked size, with IndexOptions.Hash (the
+// fs-verity digest in production) and SHA-256 in the same read. Digests
+// learnt either way persist in CacheDir, which must be outside the host
 // repository:
 //
 //	digests-<hash name>.v1    fixed-size CRC'd records keyed by object
@@ -53,7 +66,7 @@
 // Object names are content-addressed, so a cached digest stays valid while
 // the object exists; an entry is also checked against the object's size
 // and mtime, and entries for objects gone after `ostree prune` are dropped
-// when an Index is built (Rescan), while Lookup re-checks a match still
+// when an Index is built (rescan), while a lookup re-checks a match still
 // exists before returning it. The index matches content only; whoever
 // links the returned object should still verify the content digest while
 // linking, since a host object damaged in place keeps its name.
@@ -76,7 +89,7 @@
 // within that one mount. Nothing is written in the repository: the new
 // name is in the staging directory, and the host inode only gains a link
 // (and a new ctime). A superblock mounted read-only is never remounted.
-// Where staging is impossible (ErrNotStageable) the host object may still
+// Where staging is impossible (errNotStageable) the host object may still
 // be cloned (FICLONE, which works across mounts of one filesystem) or
 // copied from its own path.
 package hostlink

@@ -21,10 +21,10 @@ import (
 // metadata.
 const bareUserMetaXattr = "user.ostreemeta"
 
-// FileInfo is the logical metadata of a file object: what a checkout
+// fileInfo is the logical metadata of a file object: what a checkout
 // would create, which is what ostree checksums (not the object file's own
 // metadata, which differs in bare-user and bare-user-only repositories).
-type FileInfo struct {
+type fileInfo struct {
 	UID, GID uint32
 	// Mode is the full st_mode: S_IFREG or S_IFLNK plus permissions.
 	Mode uint32
@@ -33,25 +33,25 @@ type FileInfo struct {
 	// Target is a symlink's target.
 	Target string
 	// Xattrs are sorted by name, as ostree stores them.
-	Xattrs []Xattr
+	Xattrs []xattr
 }
 
 // IsRegular reports whether the file object is a regular file.
-func (fi *FileInfo) IsRegular() bool { return fi.Mode&unix.S_IFMT == unix.S_IFREG }
+func (fi *fileInfo) IsRegular() bool { return fi.Mode&unix.S_IFMT == unix.S_IFREG }
 
 // IsSymlink reports whether the file object is a symbolic link.
-func (fi *FileInfo) IsSymlink() bool { return fi.Mode&unix.S_IFMT == unix.S_IFLNK }
+func (fi *fileInfo) IsSymlink() bool { return fi.Mode&unix.S_IFMT == unix.S_IFLNK }
 
-// ReadFileInfo returns the logical metadata of a file object: from the
+// readFileInfo returns the logical metadata of a file object: from the
 // object's stat and xattrs (bare), from its user.ostreemeta xattr
 // (bare-user), or from its stat with uid and gid 0 (bare-user-only).
 // Nothing is read from the content except a bare-user symlink's target.
-func (r *Repo) ReadFileInfo(c Checksum) (*FileInfo, error) {
-	p := r.FileObjectPath(c)
+func (r *Repo) readFileInfo(c checksum) (*fileInfo, error) {
+	p := r.fileObjectPath(c)
 	var st unix.Stat_t
 	if err := unix.Lstat(p, &st); err != nil {
 		if errors.Is(err, unix.ENOENT) {
-			return nil, fmt.Errorf("%w: file %s: %w", ErrMissingObject, c, fs.ErrNotExist)
+			return nil, fmt.Errorf("%w: file %s: %w", errMissingObject, c, fs.ErrNotExist)
 		}
 		return nil, fmt.Errorf("stat %s: %w", p, err)
 	}
@@ -63,22 +63,22 @@ func (r *Repo) ReadFileInfo(c Checksum) (*FileInfo, error) {
 }
 
 // fileInfoFromStat builds the logical metadata of the object at p.
-func (r *Repo) fileInfoFromStat(p string, st *unix.Stat_t) (*FileInfo, error) {
+func (r *Repo) fileInfoFromStat(p string, st *unix.Stat_t) (*fileInfo, error) {
 	typ := st.Mode & unix.S_IFMT
 	if typ != unix.S_IFREG && typ != unix.S_IFLNK {
-		return nil, fmt.Errorf("%w: %s: not a regular file or symlink (mode %o)", ErrCorrupt, p, st.Mode)
+		return nil, fmt.Errorf("%w: %s: not a regular file or symlink (mode %o)", errCorrupt, p, st.Mode)
 	}
 	switch r.mode {
-	case ModeBareUser:
+	case modeBareUser:
 		if typ != unix.S_IFREG {
-			return nil, fmt.Errorf("%w: %s: bare-user objects are regular files (mode %o)", ErrCorrupt, p, st.Mode)
+			return nil, fmt.Errorf("%w: %s: bare-user objects are regular files (mode %o)", errCorrupt, p, st.Mode)
 		}
 		return r.bareUserInfo(p, st)
-	case ModeBareUserOnly:
-		fi := &FileInfo{Mode: st.Mode}
+	case modeBareUserOnly:
+		fi := &fileInfo{Mode: st.Mode}
 		return fi, fillContentInfo(fi, p, st)
 	}
-	fi := &FileInfo{UID: st.Uid, GID: st.Gid, Mode: st.Mode}
+	fi := &fileInfo{UID: st.Uid, GID: st.Gid, Mode: st.Mode}
 	xs, err := readXattrs(p)
 	if err != nil {
 		return nil, err
@@ -91,7 +91,7 @@ func (r *Repo) fileInfoFromStat(p string, st *unix.Stat_t) (*FileInfo, error) {
 // itself (a regular file or a real symlink). Reading a symlink's target
 // is a plain read, but the kernel has no O_NOATIME for readlink: under
 // relatime it may refresh the symlink's atime, as `ostree ls` does.
-func fillContentInfo(fi *FileInfo, p string, st *unix.Stat_t) error {
+func fillContentInfo(fi *fileInfo, p string, st *unix.Stat_t) error {
 	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 		t, err := os.Readlink(p)
 		if err != nil {
@@ -105,17 +105,17 @@ func fillContentInfo(fi *FileInfo, p string, st *unix.Stat_t) error {
 }
 
 // bareUserInfo decodes a bare-user object's user.ostreemeta.
-func (r *Repo) bareUserInfo(p string, st *unix.Stat_t) (*FileInfo, error) {
+func (r *Repo) bareUserInfo(p string, st *unix.Stat_t) (*fileInfo, error) {
 	raw, err := getXattr(p, bareUserMetaXattr)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: reading %s: %w", ErrCorrupt, p, bareUserMetaXattr, err)
+		return nil, fmt.Errorf("%w: %s: reading %s: %w", errCorrupt, p, bareUserMetaXattr, err)
 	}
 	v, err := gvariant.Decode(r.t.bareUser, raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %s: %w", ErrCorrupt, p, bareUserMetaXattr, err)
+		return nil, fmt.Errorf("%w: %s: %s: %w", errCorrupt, p, bareUserMetaXattr, err)
 	}
 	t := v.([]any)
-	fi := &FileInfo{UID: be32(t[0].(uint32)), GID: be32(t[1].(uint32)), Mode: be32(t[2].(uint32)),
+	fi := &fileInfo{UID: be32(t[0].(uint32)), GID: be32(t[1].(uint32)), Mode: be32(t[2].(uint32)),
 		Xattrs: xattrsFromVariant(t[3])}
 	switch fi.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
@@ -123,7 +123,7 @@ func (r *Repo) bareUserInfo(p string, st *unix.Stat_t) (*FileInfo, error) {
 	case unix.S_IFLNK:
 		// The content is the target (ostree writes it NUL-terminated).
 		if st.Size > unix.PathMax {
-			return nil, fmt.Errorf("%w: %s: symlink target of %d bytes", ErrCorrupt, p, st.Size)
+			return nil, fmt.Errorf("%w: %s: symlink target of %d bytes", errCorrupt, p, st.Size)
 		}
 		data, err := readFileNoatime(p)
 		if err != nil {
@@ -131,7 +131,7 @@ func (r *Repo) bareUserInfo(p string, st *unix.Stat_t) (*FileInfo, error) {
 		}
 		fi.Target = string(bytes.TrimRight(data, "\x00"))
 	default:
-		return nil, fmt.Errorf("%w: %s: %s mode %o", ErrCorrupt, p, bareUserMetaXattr, fi.Mode)
+		return nil, fmt.Errorf("%w: %s: %s mode %o", errCorrupt, p, bareUserMetaXattr, fi.Mode)
 	}
 	return fi, nil
 }
@@ -139,7 +139,7 @@ func (r *Repo) bareUserInfo(p string, st *unix.Stat_t) (*FileInfo, error) {
 // readXattrs returns the xattrs of p (not following symlinks), sorted by
 // name as ostree sorts them. Xattrs with an empty value are left out:
 // ostree never records them, so they are not part of any checksum.
-func readXattrs(p string) ([]Xattr, error) {
+func readXattrs(p string) ([]xattr, error) {
 	buf := make([]byte, 1024)
 	for {
 		n, err := unix.Llistxattr(p, buf)
@@ -156,7 +156,7 @@ func readXattrs(p string) ([]Xattr, error) {
 		buf = buf[:n]
 		break
 	}
-	var xs []Xattr
+	var xs []xattr
 	for _, name := range bytes.Split(buf, []byte{0}) {
 		if len(name) == 0 {
 			continue
@@ -168,7 +168,7 @@ func readXattrs(p string) ([]Xattr, error) {
 		if len(v) == 0 {
 			continue
 		}
-		xs = append(xs, Xattr{Name: string(name), Value: v})
+		xs = append(xs, xattr{Name: string(name), Value: v})
 	}
 	sort.Slice(xs, func(i, j int) bool { return xs[i].Name < xs[j].Name })
 	return xs, nil
@@ -215,12 +215,12 @@ func readFileNoatime(p string) ([]byte, error) {
 	return io.ReadAll(f)
 }
 
-// OpenFile opens the content of a regular file object for reading,
+// openFile opens the content of a regular file object for reading,
 // read-only and without updating its atime where permitted.
-func (r *Repo) OpenFile(c Checksum) (*os.File, error) {
-	f, err := openNoatime(r.FileObjectPath(c))
+func (r *Repo) openFile(c checksum) (*os.File, error) {
+	f, err := openNoatime(r.fileObjectPath(c))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: file %s: %w", ErrMissingObject, c, err)
+		return nil, fmt.Errorf("%w: file %s: %w", errMissingObject, c, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening file object %s: %w", c, err)
@@ -228,40 +228,40 @@ func (r *Repo) OpenFile(c Checksum) (*os.File, error) {
 	return f, nil
 }
 
-// FileHeader returns the serialized file header ostree checksums for a
+// fileHeader returns the serialized file header ostree checksums for a
 // file with metadata fi: (uuuusa(ayay)) with uid, gid and mode stored
 // big-endian, rdev 0, the symlink target and the xattrs.
-func (r *Repo) FileHeader(fi *FileInfo) ([]byte, error) {
+func (r *Repo) fileHeader(fi *fileInfo) ([]byte, error) {
 	v := []any{be32(fi.UID), be32(fi.GID), be32(fi.Mode), uint32(0), fi.Target, xattrsToVariant(fi.Xattrs)}
 	return gvariant.Encode(r.t.header, v)
 }
 
-// ChecksumFile recomputes the ostree checksum of a file object from its
+// checksumFile recomputes the ostree checksum of a file object from its
 // metadata and content: SHA-256 over the header's size (32-bit
 // big-endian), four zero bytes, the serialized header, then the content
 // of a regular file. It equals the object's name unless the object is
 // damaged.
-func (r *Repo) ChecksumFile(c Checksum) (Checksum, error) {
-	fi, err := r.ReadFileInfo(c)
+func (r *Repo) checksumFile(c checksum) (checksum, error) {
+	fi, err := r.readFileInfo(c)
 	if err != nil {
-		return Checksum{}, err
+		return checksum{}, err
 	}
-	hdr, err := r.FileHeader(fi)
+	hdr, err := r.fileHeader(fi)
 	if err != nil {
-		return Checksum{}, fmt.Errorf("file object %s header: %w", c, err)
+		return checksum{}, fmt.Errorf("file object %s header: %w", c, err)
 	}
 	h := newFileChecksum(hdr)
 	if fi.IsRegular() {
-		f, err := r.OpenFile(c)
+		f, err := r.openFile(c)
 		if err != nil {
-			return Checksum{}, err
+			return checksum{}, err
 		}
 		defer f.Close()
 		if _, err := io.Copy(h, f); err != nil {
-			return Checksum{}, fmt.Errorf("reading file object %s: %w", c, err)
+			return checksum{}, fmt.Errorf("reading file object %s: %w", c, err)
 		}
 	}
-	var sum Checksum
+	var sum checksum
 	h.Sum(sum[:0])
 	return sum, nil
 }
@@ -278,15 +278,15 @@ func newFileChecksum(hdr []byte) hash.Hash {
 	return h
 }
 
-// VerifyFile recomputes a file object's checksum and returns ErrCorrupt
+// verifyFile recomputes a file object's checksum and returns errCorrupt
 // if it differs from the object's name.
-func (r *Repo) VerifyFile(c Checksum) error {
-	sum, err := r.ChecksumFile(c)
+func (r *Repo) verifyFile(c checksum) error {
+	sum, err := r.checksumFile(c)
 	if err != nil {
 		return err
 	}
 	if sum != c {
-		return fmt.Errorf("%w: file %s: content and metadata checksum to %s", ErrCorrupt, c, sum)
+		return fmt.Errorf("%w: file %s: content and metadata checksum to %s", errCorrupt, c, sum)
 	}
 	return nil
 }

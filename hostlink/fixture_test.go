@@ -91,7 +91,7 @@ func writeTree(t *testing.T, dir string) {
 type testRepo struct {
 	path   string
 	src    string
-	commit Checksum
+	commit checksum
 }
 
 // ostreeCmd runs ostree with args and returns its standard output.
@@ -120,7 +120,7 @@ func makeRepo(t *testing.T, mode string) *testRepo {
 	writeTree(t, tr.src)
 	ostreeCmd(t, "init", "--repo="+tr.path, "--mode="+mode)
 	out := ostreeCmd(t, "commit", "--repo="+tr.path, "--branch=test", "--subject=synthetic", "--tree=dir="+tr.src)
-	c, err := ParseChecksum(strings.TrimSpace(out))
+	c, err := parseChecksum(strings.TrimSpace(out))
 	if err != nil {
 		t.Fatalf("ostree commit output %q: %v", out, err)
 	}

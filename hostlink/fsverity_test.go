@@ -32,16 +32,16 @@ func TestIndexWithFSVerity(t *testing.T) {
 	}
 	defer ix.Close()
 	for key, content := range objs {
-		p, ok, err := ix.Lookup(context.Background(), int64(len(content)), fsverity.DigestBytes([]byte(content)))
-		if err != nil || !ok || p != r.FileObjectPath(names[key]) {
+		p, ok, err := ix.lookupDigest(context.Background(), int64(len(content)), fsverity.DigestBytes([]byte(content)))
+		if err != nil || !ok || p != r.fileObjectPath(names[key]) {
 			t.Errorf("%s: Lookup = %s, %v, %v", key, p, ok, err)
 		}
 	}
-	data, err := os.ReadFile(r.FileObjectPath(names["multi"]))
+	data, err := os.ReadFile(r.fileObjectPath(names["multi"]))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, _ := ix.Lookup(context.Background(), int64(len(data)), sha256Of(data)); ok {
+	if _, ok, _ := ix.lookupDigest(context.Background(), int64(len(data)), sha256Of(data)); ok {
 		t.Error("a SHA-256 matched as an fs-verity digest")
 	}
 }

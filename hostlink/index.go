@@ -18,37 +18,34 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// HashFunc computes the content digest an Index matches on, reading r to
-// its end. In production it is the fs-verity SHA-256 digest (see
-// dedup/fsverity); tests may use plain SHA-256.
-type HashFunc func(r io.Reader) ([32]byte, error)
-
 // IndexOptions configure NewIndex.
 type IndexOptions struct {
 	// CacheDir holds the persistent digest cache (created if needed). It
 	// must not be inside the host repository, which is never written.
 	// Give each repository its own directory. Required.
 	CacheDir string
-	// Hash computes content digests for Lookup. Required.
-	Hash HashFunc
+	// Hash computes the content digest the index matches on, reading r
+	// to its end: the fs-verity SHA-256 digest in production (see
+	// dedup/fsverity); tests may use plain SHA-256. Required.
+	Hash func(r io.Reader) ([32]byte, error)
 	// HashName names Hash in the cache ("fsverity-sha256"); digests
 	// cached under another name are never used. Lowercase letters,
 	// digits and '-'. Required.
 	HashName string
-	// Only, when not nil, restricts the candidates to these file objects
-	// (for example Repo.FileObjects over the deployments' commits).
-	Only map[Checksum]struct{}
+	// only, when not nil, restricts the candidates to these file objects
+	// (for example Repo.fileObjects over the deployments' commits).
+	only map[checksum]struct{}
 	// MinSize leaves out objects smaller than this many bytes.
 	MinSize int64
 	// NoSHA256 skips the plain SHA-256 computed beside Hash (then
-	// LookupSHA256 fails): for callers that never look content up by it,
+	// lookupSHA256 fails): for callers that never look content up by it,
 	// it halves the hashing. Give such an index its own HashName, since
 	// its cache records carry no SHA-256.
 	NoSHA256 bool
 }
 
-// IndexStats describe an Index.
-type IndexStats struct {
+// indexStats describe an Index.
+type indexStats struct {
 	Objects int // candidate file objects
 	Sizes   int // distinct sizes among them
 	// Cached counts objects whose digest is known (from the cache or
@@ -67,7 +64,7 @@ type IndexStats struct {
 }
 
 // Index finds host file objects by content. Building it is a cheap pass
-// (a stat per object, no file opened) giving size → candidates; Lookup
+// (a stat per object, no file opened) giving size → candidates; lookupDigest
 // hashes candidates of the asked size only, lazily, and records every
 // digest in a cache on disk keyed by object name (objects are
 // immutable), so no object is hashed twice, across processes too. An
@@ -81,15 +78,15 @@ type Index struct {
 	// other sizes (and their hashing) run in parallel.
 	stripes [64]sync.Mutex
 
-	mu     sync.Mutex // guards the fields below; never held while hashing
-	bySize map[int64][]objectStat
-	cache  *digestCache
-	stats  IndexStats
+	mu       sync.Mutex // guards the fields below; never held while hashing
+	bySize   map[int64][]objectStat
+	cache    *digestCache
+	counters indexStats
 	// headers holds the file header of every object LookupContent
 	// checksummed content against (one string per distinct header, in
 	// headerSet); unsaved the cache entries it learnt that are not yet in
 	// the cache file.
-	headers   map[Checksum]string
+	headers   map[checksum]string
 	headerSet map[string]string
 	unsaved   []cacheEntry
 }
@@ -101,7 +98,7 @@ var hashNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
 // changed are dropped from it.
 func NewIndex(ctx context.Context, r *Repo, opts IndexOptions) (*Index, error) {
 	if opts.Hash == nil || opts.CacheDir == "" || !hashNameRE.MatchString(opts.HashName) {
-		return nil, fmt.Errorf("%w: NewIndex needs Hash, CacheDir and a HashName matching %s", ErrInvalidOptions, hashNameRE)
+		return nil, fmt.Errorf("%w: NewIndex needs Hash, CacheDir and a HashName matching %s", errInvalidOptions, hashNameRE)
 	}
 	if err := checkOutside(opts.CacheDir, r.path); err != nil {
 		return nil, err
@@ -110,8 +107,8 @@ func NewIndex(ctx context.Context, r *Repo, opts IndexOptions) (*Index, error) {
 	if err != nil {
 		return nil, err
 	}
-	ix := &Index{repo: r, opts: opts, cache: cache, headers: map[Checksum]string{}, headerSet: map[string]string{}}
-	if err := ix.Rescan(ctx); err != nil {
+	ix := &Index{repo: r, opts: opts, cache: cache, headers: map[checksum]string{}, headerSet: map[string]string{}}
+	if err := ix.rescan(ctx); err != nil {
 		cache.close()
 		return nil, err
 	}
@@ -132,7 +129,7 @@ func checkOutside(dir, repo string) error {
 	}
 	d, r := abs(dir), abs(repo)
 	if d == r || strings.HasPrefix(d, r+string(filepath.Separator)) {
-		return fmt.Errorf("%w: %s is in %s", ErrCacheInRepo, dir, repo)
+		return fmt.Errorf("%w: %s is in %s", errCacheInRepo, dir, repo)
 	}
 	return nil
 }
@@ -149,11 +146,11 @@ func (ix *Index) Close() error {
 	return err
 }
 
-// Rescan redoes the cheap pass, for example after `ostree prune` or a
+// rescan redoes the cheap pass, for example after `ostree prune` or a
 // host update, and drops cache entries of objects that are gone. Only the
 // objects/xx directories changed since the last pass (remembered in the
 // cache directory) are listed again.
-func (ix *Index) Rescan(ctx context.Context) error {
+func (ix *Index) rescan(ctx context.Context) error {
 	prev, err := loadScanState(ix.opts.CacheDir)
 	if err != nil {
 		return err
@@ -163,11 +160,11 @@ func (ix *Index) Rescan(ctx context.Context) error {
 		return err
 	}
 	objs := scan.objects()
-	present := make(map[Checksum]objectStat, len(objs))
+	present := make(map[checksum]objectStat, len(objs))
 	bySize := map[int64][]objectStat{}
 	for _, o := range objs {
 		present[o.sum] = o
-		if _, ok := ix.opts.Only[o.sum]; (ix.opts.Only == nil || ok) && o.size >= ix.opts.MinSize {
+		if _, ok := ix.opts.only[o.sum]; (ix.opts.only == nil || ok) && o.size >= ix.opts.MinSize {
 			bySize[o.size] = append(bySize[o.size], o)
 		}
 	}
@@ -197,38 +194,38 @@ func (ix *Index) Rescan(ctx context.Context) error {
 		return err
 	}
 	ix.bySize = bySize
-	ix.stats.Objects, ix.stats.Sizes = 0, len(bySize)
+	ix.counters.Objects, ix.counters.Sizes = 0, len(bySize)
 	for _, c := range bySize {
-		ix.stats.Objects += len(c)
+		ix.counters.Objects += len(c)
 	}
-	ix.stats.Dropped += dropped
-	ix.stats.DirsListed, ix.stats.Statted = counts.dirsListed, counts.statted
+	ix.counters.Dropped += dropped
+	ix.counters.DirsListed, ix.counters.Statted = counts.dirsListed, counts.statted
 	return nil
 }
 
-// Stats returns counters describing the index.
-func (ix *Index) Stats() IndexStats {
+// stats returns counters describing the index.
+func (ix *Index) stats() indexStats {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	s := ix.stats
+	s := ix.counters
 	s.Cached = len(ix.cache.entries)
 	s.Headers = len(ix.headers)
 	return s
 }
 
-// Lookup returns the path of a host file object whose content has the
+// lookupDigest returns the path of a host file object whose content has the
 // given size and digest (as computed by IndexOptions.Hash), hashing
 // candidates of that size that were never hashed, one at a time until
 // one matches. ok is false when no host object has that content.
-func (ix *Index) Lookup(ctx context.Context, size int64, digest [32]byte) (string, bool, error) {
+func (ix *Index) lookupDigest(ctx context.Context, size int64, digest [32]byte) (string, bool, error) {
 	return ix.lookup(ctx, size, func(e *cacheEntry) bool { return e.digest == digest })
 }
 
-// LookupSHA256 is Lookup by plain SHA-256 of the content, which the index
+// lookupSHA256 is lookupDigest by plain SHA-256 of the content, which the index
 // computes in the same read as the main digest.
-func (ix *Index) LookupSHA256(ctx context.Context, size int64, sum [32]byte) (string, bool, error) {
+func (ix *Index) lookupSHA256(ctx context.Context, size int64, sum [32]byte) (string, bool, error) {
 	if ix.opts.NoSHA256 {
-		return "", false, fmt.Errorf("%w: LookupSHA256 on an index built with NoSHA256", ErrInvalidOptions)
+		return "", false, fmt.Errorf("%w: LookupSHA256 on an index built with NoSHA256", errInvalidOptions)
 	}
 	return ix.lookup(ctx, size, func(e *cacheEntry) bool { return e.sha256 == sum })
 }
@@ -330,7 +327,7 @@ func (ix *Index) record(o objectStat, e cacheEntry, gone bool) error {
 		return err
 	}
 	if e.content {
-		ix.stats.Hashed++
+		ix.counters.Hashed++
 	}
 	return nil
 }
@@ -339,7 +336,7 @@ func (ix *Index) record(o objectStat, e cacheEntry, gone bool) error {
 // SHA-256 together. gone reports an object pruned since the cheap pass.
 func (ix *Index) hashObject(o objectStat) (e cacheEntry, gone bool, err error) {
 	e = cacheEntry{name: o.sum, size: o.size, mtime: o.mtime}
-	f, err := ix.repo.OpenFile(o.sum)
+	f, err := ix.repo.openFile(o.sum)
 	if errors.Is(err, fs.ErrNotExist) {
 		return e, true, nil
 	}
@@ -352,7 +349,7 @@ func (ix *Index) hashObject(o objectStat) (e cacheEntry, gone bool, err error) {
 		return e, false, fmt.Errorf("stat %s: %w", f.Name(), err)
 	}
 	e.size, e.mtime = st.Size, st.Mtim.Nano()
-	if ix.repo.mode == ModeBareUser {
+	if ix.repo.mode == modeBareUser {
 		fi, err := ix.repo.bareUserInfo(f.Name(), &st)
 		if err != nil {
 			return e, false, err
@@ -396,7 +393,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // its path; a vanished or changed object is forgotten. Call with ix.mu
 // held.
 func (ix *Index) stillThere(o objectStat) (string, bool) {
-	p := ix.repo.FileObjectPath(o.sum)
+	p := ix.repo.fileObjectPath(o.sum)
 	var st unix.Stat_t
 	if err := unix.Lstat(p, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG ||
 		st.Size != o.size || st.Mtim.Nano() != o.mtime {
@@ -412,7 +409,7 @@ func (ix *Index) forget(o objectStat) {
 	for i := range c {
 		if c[i].sum == o.sum {
 			ix.bySize[o.size] = append(c[:i:i], c[i+1:]...)
-			ix.stats.Objects--
+			ix.counters.Objects--
 			return
 		}
 	}

@@ -17,7 +17,7 @@ import (
 // fakeRepo writes a bare repository by hand (no ostree needed): a config
 // and the given file objects, named by SHA-256 of "name:<key>" since the
 // index never checks names against content.
-func fakeRepo(t testing.TB, objects map[string]string) (*Repo, map[string]Checksum) {
+func fakeRepo(t testing.TB, objects map[string]string) (*Repo, map[string]checksum) {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "config"), []byte("[core]\nrepo_version=1\nmode=bare\n"), 0o644); err != nil {
@@ -30,11 +30,11 @@ func fakeRepo(t testing.TB, objects map[string]string) (*Repo, map[string]Checks
 	if err != nil {
 		t.Fatal(err)
 	}
-	names := map[string]Checksum{}
+	names := map[string]checksum{}
 	for key, content := range objects {
-		c := Checksum(sha256.Sum256([]byte("name:" + key)))
+		c := checksum(sha256.Sum256([]byte("name:" + key)))
 		names[key] = c
-		p := r.FileObjectPath(c)
+		p := r.fileObjectPath(c)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -87,7 +87,7 @@ func TestIndexLookup(t *testing.T) {
 	r, names := fakeRepo(t, sampleObjects)
 	h := &countingHash{}
 	ix := newTestIndex(t, r, t.TempDir(), h)
-	if s := ix.Stats(); s.Objects != len(sampleObjects) || s.Hashed != 0 || h.n.Load() != 0 {
+	if s := ix.stats(); s.Objects != len(sampleObjects) || s.Hashed != 0 || h.n.Load() != 0 {
 		t.Fatalf("after build: stats %+v, %d hashes; want %d objects, nothing hashed", s, h.n.Load(), len(sampleObjects))
 	}
 	tests := []struct {
@@ -111,7 +111,7 @@ func TestIndexLookup(t *testing.T) {
 				size = int64(len(tt.content))
 			}
 			sum := sha256.Sum256([]byte(tt.content))
-			for _, lookup := range []func(context.Context, int64, [32]byte) (string, bool, error){ix.Lookup, ix.LookupSHA256} {
+			for _, lookup := range []func(context.Context, int64, [32]byte) (string, bool, error){ix.lookupDigest, ix.lookupSHA256} {
 				p, ok, err := lookup(context.Background(), size, sum)
 				if err != nil {
 					t.Fatal(err)
@@ -136,14 +136,14 @@ func TestIndexLookup(t *testing.T) {
 	if got := h.n.Load(); got != int64(len(sampleObjects)-1) {
 		t.Errorf("hashed %d objects, want %d", got, len(sampleObjects)-1)
 	}
-	if s := ix.Stats(); s.Hashed != int(h.n.Load()) || s.Cached != s.Hashed {
+	if s := ix.stats(); s.Hashed != int(h.n.Load()) || s.Cached != s.Hashed {
 		t.Errorf("stats %+v disagree with %d hashes", s, h.n.Load())
 	}
 }
 
-func pathIsOneOf(r *Repo, p string, names map[string]Checksum, keys []string) bool {
+func pathIsOneOf(r *Repo, p string, names map[string]checksum, keys []string) bool {
 	for _, k := range keys {
-		if r.FileObjectPath(names[k]) == p {
+		if r.fileObjectPath(names[k]) == p {
 			return true
 		}
 	}
@@ -157,14 +157,14 @@ func lookupAll(t *testing.T, ix *Index) int {
 	t.Helper()
 	defer func() {
 		for _, content := range sampleObjects {
-			if _, ok, err := ix.Lookup(context.Background(), int64(len(content)), [32]byte{}); ok || err != nil {
+			if _, ok, err := ix.lookupDigest(context.Background(), int64(len(content)), [32]byte{}); ok || err != nil {
 				t.Fatalf("absent content found: %v, %v", ok, err)
 			}
 		}
 	}()
 	found := 0
 	for _, content := range sampleObjects {
-		_, ok, err := ix.Lookup(context.Background(), int64(len(content)), sha256.Sum256([]byte(content)))
+		_, ok, err := ix.lookupDigest(context.Background(), int64(len(content)), sha256.Sum256([]byte(content)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,8 +195,8 @@ func TestIndexNeverHashesTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ix3.Close()
-	if ix3.Stats().Cached != 0 {
-		t.Errorf("index with another hash name sees %d cached digests", ix3.Stats().Cached)
+	if ix3.stats().Cached != 0 {
+		t.Errorf("index with another hash name sees %d cached digests", ix3.stats().Cached)
 	}
 }
 
@@ -214,7 +214,7 @@ func TestIndexConcurrentInstances(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for _, content := range sampleObjects {
-				if _, _, err := ix.Lookup(context.Background(), int64(len(content)), sha256.Sum256([]byte(content))); err != nil {
+				if _, _, err := ix.lookupDigest(context.Background(), int64(len(content)), sha256.Sum256([]byte(content))); err != nil {
 					t.Error(err)
 				}
 			}
@@ -234,22 +234,22 @@ func TestIndexPrunedObjects(t *testing.T) {
 	lookupAll(t, ix)
 	// "prune" d (unique content) and a (whose content e also has).
 	for _, k := range []string{"d", "a"} {
-		if err := os.Remove(r.FileObjectPath(names[k])); err != nil {
+		if err := os.Remove(r.fileObjectPath(names[k])); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// The live index notices at lookup time.
-	if p, ok, err := ix.Lookup(context.Background(), 10, sha256.Sum256([]byte("delta-long"))); ok || err != nil {
+	if p, ok, err := ix.lookupDigest(context.Background(), 10, sha256.Sum256([]byte("delta-long"))); ok || err != nil {
 		t.Errorf("pruned object still found: %s, %v", p, err)
 	}
-	p, ok, err := ix.Lookup(context.Background(), 5, sha256.Sum256([]byte("alpha")))
-	if !ok || err != nil || p != r.FileObjectPath(names["e"]) {
+	p, ok, err := ix.lookupDigest(context.Background(), 5, sha256.Sum256([]byte("alpha")))
+	if !ok || err != nil || p != r.fileObjectPath(names["e"]) {
 		t.Errorf("alpha = %s, %v, %v; want object e", p, ok, err)
 	}
 	// A new index drops both from the cache file, hashing nothing.
 	before := h.n.Load()
 	ix2 := newTestIndex(t, r, cacheDir, h)
-	if s := ix2.Stats(); s.Dropped != 2 || s.Cached != len(sampleObjects)-2 || s.Objects != len(sampleObjects)-2 {
+	if s := ix2.stats(); s.Dropped != 2 || s.Cached != len(sampleObjects)-2 || s.Objects != len(sampleObjects)-2 {
 		t.Errorf("after prune: stats %+v", s)
 	}
 	if got := lookupAll(t, ix2); got != len(sampleObjects)-1 || h.n.Load() != before {
@@ -309,13 +309,13 @@ func TestIndexOptions(t *testing.T) {
 		wantErr error
 		objects int
 	}{
-		{"cache inside repo", IndexOptions{CacheDir: filepath.Join(r.Path(), "cache"), Hash: h.hash, HashName: "x"}, ErrCacheInRepo, 0},
-		{"cache is repo", IndexOptions{CacheDir: r.Path(), Hash: h.hash, HashName: "x"}, ErrCacheInRepo, 0},
-		{"no hash", IndexOptions{CacheDir: t.TempDir(), HashName: "x"}, ErrInvalidOptions, 0},
-		{"bad hash name", IndexOptions{CacheDir: t.TempDir(), Hash: h.hash, HashName: "../x"}, ErrInvalidOptions, 0},
+		{"cache inside repo", IndexOptions{CacheDir: filepath.Join(r.path, "cache"), Hash: h.hash, HashName: "x"}, errCacheInRepo, 0},
+		{"cache is repo", IndexOptions{CacheDir: r.path, Hash: h.hash, HashName: "x"}, errCacheInRepo, 0},
+		{"no hash", IndexOptions{CacheDir: t.TempDir(), HashName: "x"}, errInvalidOptions, 0},
+		{"bad hash name", IndexOptions{CacheDir: t.TempDir(), Hash: h.hash, HashName: "../x"}, errInvalidOptions, 0},
 		{"min size", IndexOptions{CacheDir: t.TempDir(), Hash: h.hash, HashName: "x", MinSize: 6}, nil, 2},
 		{"only", IndexOptions{CacheDir: t.TempDir(), Hash: h.hash, HashName: "x",
-			Only: map[Checksum]struct{}{names["a"]: {}, names["g"]: {}}}, nil, 2},
+			only: map[checksum]struct{}{names["a"]: {}, names["g"]: {}}}, nil, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -327,12 +327,12 @@ func TestIndexOptions(t *testing.T) {
 				return
 			}
 			defer ix.Close()
-			if got := ix.Stats().Objects; got != tt.objects {
+			if got := ix.stats().Objects; got != tt.objects {
 				t.Errorf("%d candidate objects, want %d", got, tt.objects)
 			}
 		})
 	}
-	if _, err := os.Stat(filepath.Join(r.Path(), "cache")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(r.path, "cache")); !os.IsNotExist(err) {
 		t.Errorf("cache directory created inside the repository: %v", err)
 	}
 }
@@ -352,7 +352,7 @@ func TestIndexRealRepo(t *testing.T) {
 // realRepoEntries commits the synthetic tree to a new repository of the
 // given mode (with Debian's ostree) and returns it opened, with the
 // entries of the commit.
-func realRepoEntries(t *testing.T, mode string) (*Repo, []*Entry) {
+func realRepoEntries(t *testing.T, mode string) (*Repo, []*entry) {
 	t.Helper()
 	tr := makeRepo(t, mode)
 	r, err := OpenRepo(tr.path)
@@ -364,14 +364,14 @@ func realRepoEntries(t *testing.T, mode string) (*Repo, []*Entry) {
 }
 
 // readIndex builds a content index over r (cache outside the repository)
-// and looks up every regular file of entries by content with Lookup.
-func readIndex(t *testing.T, r *Repo, entries []*Entry) {
+// and looks up every regular file of entries by content with lookupDigest.
+func readIndex(t *testing.T, r *Repo, entries []*entry) {
 	t.Helper()
 	ix := newTestIndex(t, r, t.TempDir(), &countingHash{})
 	lookupEach(t, r, entries, func(data []byte) (string, bool, error) {
-		return ix.Lookup(context.Background(), int64(len(data)), sha256.Sum256(data))
+		return ix.lookupDigest(context.Background(), int64(len(data)), sha256.Sum256(data))
 	})
-	if s := ix.Stats(); s.Hashed == 0 || s.Hashed > s.Objects {
+	if s := ix.stats(); s.Hashed == 0 || s.Hashed > s.Objects {
 		t.Errorf("index stats %+v", s)
 	}
 }
@@ -379,12 +379,12 @@ func readIndex(t *testing.T, r *Repo, entries []*Entry) {
 // lookupEach looks up, through find, the content of every regular file
 // of entries, which must be found, and the content of every symlink
 // object as bare-user stores it, which must not match.
-func lookupEach(t *testing.T, r *Repo, entries []*Entry, find func(data []byte) (string, bool, error)) {
+func lookupEach(t *testing.T, r *Repo, entries []*entry, find func(data []byte) (string, bool, error)) {
 	t.Helper()
 	for _, e := range entries {
 		switch e.Type {
-		case TypeRegular:
-			data, err := readFileNoatime(r.FileObjectPath(e.Checksum))
+		case typeRegular:
+			data, err := readFileNoatime(r.fileObjectPath(e.Checksum))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -395,7 +395,7 @@ func lookupEach(t *testing.T, r *Repo, entries []*Entry, find func(data []byte) 
 			if got, _ := readFileNoatime(p); string(got) != string(data) {
 				t.Errorf("%s: found %s with other content", e.Path, p)
 			}
-		case TypeSymlink:
+		case typeSymlink:
 			stored := e.Info.Target + "\x00"
 			if p, ok, err := find([]byte(stored)); err != nil || ok {
 				t.Errorf("%s: symlink object offered as content: %s, %v", e.Path, p, err)
@@ -415,11 +415,11 @@ func TestIndexNoSHA256(t *testing.T) {
 	}
 	defer ix.Close()
 	sum := sha256.Sum256([]byte("delta-long"))
-	p, ok, err := ix.Lookup(context.Background(), int64(len("delta-long")), sum)
+	p, ok, err := ix.lookupDigest(context.Background(), int64(len("delta-long")), sum)
 	if err != nil || !ok || !pathIsOneOf(r, p, names, []string{"d"}) {
 		t.Fatalf("Lookup = %s, %v, %v; want object d", p, ok, err)
 	}
-	if _, _, err := ix.LookupSHA256(context.Background(), int64(len("delta-long")), sum); !errors.Is(err, ErrInvalidOptions) {
+	if _, _, err := ix.lookupSHA256(context.Background(), int64(len("delta-long")), sum); !errors.Is(err, errInvalidOptions) {
 		t.Fatalf("LookupSHA256 on a NoSHA256 index: err = %v, want ErrInvalidOptions", err)
 	}
 }
@@ -438,7 +438,7 @@ func TestIndexParallelLookups(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for name, content := range sampleObjects {
-				p, ok, err := ix.Lookup(context.Background(), int64(len(content)), sha256.Sum256([]byte(content)))
+				p, ok, err := ix.lookupDigest(context.Background(), int64(len(content)), sha256.Sum256([]byte(content)))
 				if err != nil || !ok {
 					errs <- fmt.Errorf("%s: found %v, %v", name, ok, err)
 					continue

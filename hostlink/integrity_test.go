@@ -43,13 +43,13 @@ func flipByte(t *testing.T, p string) {
 // and its walked entries by path.
 type damageEnv struct {
 	r       *Repo
-	commit  Checksum
-	entries map[string]*Entry
+	commit  checksum
+	entries map[string]*entry
 }
 
 // walkAll walks the commit of e, visiting nothing.
 func walkAll(e *damageEnv) error {
-	return e.r.Walk(context.Background(), e.commit, func(*Entry) error { return nil })
+	return e.r.walk(context.Background(), e.commit, func(*entry) error { return nil })
 }
 
 // damageCases damage a repository copy in one way each, and say which
@@ -71,48 +71,48 @@ func damageCases() []struct {
 		wantMsg string
 	}{
 		{"flipped dirtree", "bare", func(t *testing.T, e *damageEnv) {
-			flipByte(t, e.r.ObjectPath(e.entries["/usr"].Checksum, ObjectDirTree))
-		}, walkAll, ErrCorrupt, "/usr"},
+			flipByte(t, e.r.objectPath(e.entries["/usr"].Checksum, objectDirTree))
+		}, walkAll, errCorrupt, "/usr"},
 		{"flipped dirmeta", "bare-user", func(t *testing.T, e *damageEnv) {
-			flipByte(t, e.r.ObjectPath(e.entries["/home/user"].DirMeta, ObjectDirMeta))
-		}, walkAll, ErrCorrupt, "/home/user"},
+			flipByte(t, e.r.objectPath(e.entries["/home/user"].DirMeta, objectDirMeta))
+		}, walkAll, errCorrupt, "/home/user"},
 		{"flipped commit", "bare", func(t *testing.T, e *damageEnv) {
-			flipByte(t, e.r.ObjectPath(e.commit, ObjectCommit))
-		}, walkAll, ErrCorrupt, e2s(ObjectCommit)},
+			flipByte(t, e.r.objectPath(e.commit, objectCommit))
+		}, walkAll, errCorrupt, e2s(objectCommit)},
 		{"flipped file content", "bare", func(t *testing.T, e *damageEnv) {
-			flipByte(t, e.r.FileObjectPath(e.entries["/usr/bin/tool"].Checksum))
+			flipByte(t, e.r.fileObjectPath(e.entries["/usr/bin/tool"].Checksum))
 		}, func(e *damageEnv) error {
 			if err := walkAll(e); err != nil { // metadata only: the walk still works
 				return fmt.Errorf("walk failed early: %w", err)
 			}
-			return e.r.VerifyFile(e.entries["/usr/bin/tool"].Checksum)
-		}, ErrCorrupt, "checksum to"},
+			return e.r.verifyFile(e.entries["/usr/bin/tool"].Checksum)
+		}, errCorrupt, "checksum to"},
 		{"changed owner", "bare", func(t *testing.T, e *damageEnv) {
-			if err := os.Lchown(e.r.FileObjectPath(e.entries["/etc/hostname"].Checksum), 7, 7); err != nil {
+			if err := os.Lchown(e.r.fileObjectPath(e.entries["/etc/hostname"].Checksum), 7, 7); err != nil {
 				t.Fatal(err)
 			}
-		}, func(e *damageEnv) error { return e.r.VerifyFile(e.entries["/etc/hostname"].Checksum) }, ErrCorrupt, ""},
+		}, func(e *damageEnv) error { return e.r.verifyFile(e.entries["/etc/hostname"].Checksum) }, errCorrupt, ""},
 		{"bad ostreemeta", "bare-user", func(t *testing.T, e *damageEnv) {
-			p := e.r.FileObjectPath(e.entries["/etc/shadow"].Checksum)
+			p := e.r.fileObjectPath(e.entries["/etc/shadow"].Checksum)
 			if err := unix.Lsetxattr(p, bareUserMetaXattr, []byte{1, 2, 3}, 0); err != nil {
 				t.Fatal(err)
 			}
-		}, walkAll, ErrCorrupt, "/etc/shadow"},
+		}, walkAll, errCorrupt, "/etc/shadow"},
 		{"missing file object", "bare-user-only", func(t *testing.T, e *damageEnv) {
-			if err := os.Remove(e.r.FileObjectPath(e.entries["/etc/hostname"].Checksum)); err != nil {
+			if err := os.Remove(e.r.fileObjectPath(e.entries["/etc/hostname"].Checksum)); err != nil {
 				t.Fatal(err)
 			}
-		}, walkAll, ErrMissingObject, "/etc/hostname"},
+		}, walkAll, errMissingObject, "/etc/hostname"},
 		{"missing dirtree", "bare", func(t *testing.T, e *damageEnv) {
-			if err := os.Remove(e.r.ObjectPath(e.entries["/usr/bin"].Checksum, ObjectDirTree)); err != nil {
+			if err := os.Remove(e.r.objectPath(e.entries["/usr/bin"].Checksum, objectDirTree)); err != nil {
 				t.Fatal(err)
 			}
-		}, walkAll, ErrMissingObject, "/usr/bin"},
+		}, walkAll, errMissingObject, "/usr/bin"},
 		{"missing commit", "bare", func(t *testing.T, e *damageEnv) {
-			if err := os.Remove(e.r.ObjectPath(e.commit, ObjectCommit)); err != nil {
+			if err := os.Remove(e.r.objectPath(e.commit, objectCommit)); err != nil {
 				t.Fatal(err)
 			}
-		}, walkAll, ErrMissingObject, e2s(ObjectCommit)},
+		}, walkAll, errMissingObject, e2s(objectCommit)},
 	}
 }
 
@@ -124,7 +124,7 @@ func TestDamagedRepo(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			e := &damageEnv{r: r, commit: tr.commit, entries: map[string]*Entry{}}
+			e := &damageEnv{r: r, commit: tr.commit, entries: map[string]*entry{}}
 			_, entries := walkLs(t, r, tr.commit)
 			for _, en := range entries {
 				e.entries[en.Path] = en
@@ -134,14 +134,14 @@ func TestDamagedRepo(t *testing.T) {
 			if !errors.Is(err, tt.wantErr) || !strings.Contains(fmt.Sprint(err), tt.wantMsg) {
 				t.Fatalf("error = %v, want %v mentioning %q", err, tt.wantErr, tt.wantMsg)
 			}
-			if tt.wantErr == ErrMissingObject && !errors.Is(err, fs.ErrNotExist) {
+			if tt.wantErr == errMissingObject && !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("missing object error %v does not wrap fs.ErrNotExist", err)
 			}
 		})
 	}
 }
 
-func e2s(t ObjectType) string { return string(t) }
+func e2s(t objectType) string { return string(t) }
 
 // repoState records what the no-write test compares: for every path of
 // the repository its type, mode, owner, size, mtime, ctime and xattrs,
@@ -225,18 +225,18 @@ func readEverything(t *testing.T, tr *testRepo) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Refs(); err != nil {
+	if _, err := r.refs(); err != nil {
 		t.Fatal(err)
 	}
 	_, entries := walkLs(t, r, tr.commit)
 	for _, e := range entries {
-		if e.Type != TypeDir {
-			if err := r.VerifyFile(e.Checksum); err != nil {
+		if e.Type != typeDir {
+			if err := r.verifyFile(e.Checksum); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	if _, err := r.FileObjects(context.Background(), []Checksum{tr.commit}); err != nil {
+	if _, err := r.fileObjects(context.Background(), []checksum{tr.commit}); err != nil {
 		t.Fatal(err)
 	}
 	readIndex(t, r, entries)

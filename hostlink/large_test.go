@@ -13,7 +13,7 @@ import (
 
 // TestLargeDirTree commits a directory with enough entries that ostree's
 // dirtree needs 2- and then 4-byte GVariant framing offsets (over 255
-// bytes, over 64 KiB), and checks Walk against `ostree ls` there too.
+// bytes, over 64 KiB), and checks walk against `ostree ls` there too.
 func TestLargeDirTree(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireTool(t, "ostree")
@@ -41,7 +41,7 @@ func TestLargeDirTree(t *testing.T) {
 			}
 			ostreeCmd(t, "init", "--repo="+repo, "--mode=bare-user")
 			out := ostreeCmd(t, "commit", "--repo="+repo, "--branch=test", "--tree=dir="+src)
-			commit, err := ParseChecksum(strings.TrimSpace(out))
+			commit, err := parseChecksum(strings.TrimSpace(out))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -54,14 +54,14 @@ func TestLargeDirTree(t *testing.T) {
 				t.Fatalf("Walk differs from ostree ls (%d vs %d lines)", len(got), len(want))
 			}
 			bigEntry := entries[1]
-			st, err := os.Stat(r.ObjectPath(bigEntry.Checksum, ObjectDirTree))
+			st, err := os.Stat(r.objectPath(bigEntry.Checksum, objectDirTree))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if bigEntry.Path != "/big" || st.Size() <= int64(tt.want) {
 				t.Errorf("%s dirtree is %d bytes, want over %d", bigEntry.Path, st.Size(), tt.want)
 			}
-			if _, err := r.FileObjects(context.Background(), []Checksum{commit}); err != nil {
+			if _, err := r.fileObjects(context.Background(), []checksum{commit}); err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -29,7 +29,7 @@ func TestIndexProcesses(t *testing.T) {
 	var outs []*bytes.Buffer
 	for i := 0; i < 4; i++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestIndexHelperProcess$", "-test.count=1")
-		cmd.Env = append(os.Environ(), helperRepoEnv+"="+r.Path(), helperCacheEnv+"="+cacheDir)
+		cmd.Env = append(os.Environ(), helperRepoEnv+"="+r.path, helperCacheEnv+"="+cacheDir)
 		out := &bytes.Buffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
@@ -69,7 +69,7 @@ func TestIndexHelperProcess(t *testing.T) {
 	h := &countingHash{delay: 30 * time.Millisecond}
 	ix := newTestIndex(t, r, cacheDir, h)
 	for _, content := range sampleObjects {
-		if _, _, err := ix.Lookup(context.Background(), int64(len(content)), sha256.Sum256([]byte(content+"absent"))); err != nil {
+		if _, _, err := ix.lookupDigest(context.Background(), int64(len(content)), sha256.Sum256([]byte(content+"absent"))); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -14,33 +14,33 @@ import (
 	"strings"
 )
 
-// RepoMode is the storage mode of an ostree repository (core.mode in its
+// repoMode is the storage mode of an ostree repository (core.mode in its
 // config).
-type RepoMode int
+type repoMode int
 
 // The repository modes whose file objects are plain files that can be
 // shared. Archive repositories are refused by OpenRepo.
 const (
-	// ModeBare stores file objects with their real owner, mode and
+	// modeBare stores file objects with their real owner, mode and
 	// xattrs; symlinks are symlinks.
-	ModeBare RepoMode = iota
-	// ModeBareUser stores file objects owned by the repository's user;
+	modeBare repoMode = iota
+	// modeBareUser stores file objects owned by the repository's user;
 	// the real uid, gid, mode and xattrs are in the user.ostreemeta
 	// xattr; symlinks are regular files holding the target.
-	ModeBareUser
-	// ModeBareUserOnly stores file objects with uid and gid 0 implied,
+	modeBareUser
+	// modeBareUserOnly stores file objects with uid and gid 0 implied,
 	// no xattrs, and a canonical mode; symlinks are symlinks.
-	ModeBareUserOnly
+	modeBareUserOnly
 )
 
 // String returns the mode as written in the repository config.
-func (m RepoMode) String() string {
+func (m repoMode) String() string {
 	switch m {
-	case ModeBare:
+	case modeBare:
 		return "bare"
-	case ModeBareUser:
+	case modeBareUser:
 		return "bare-user"
-	case ModeBareUserOnly:
+	case modeBareUserOnly:
 		return "bare-user-only"
 	}
 	return "RepoMode(" + strconv.Itoa(int(m)) + ")"
@@ -51,42 +51,42 @@ func (m RepoMode) String() string {
 // package writes to the repository or changes an object's metadata.
 type Repo struct {
 	path string
-	mode RepoMode
+	mode repoMode
 	t    *types // parsed GVariant formats, read only
 }
 
 // OpenRepo opens the ostree repository at path (the directory holding
 // config, objects/ and refs/), reading its mode from config. Archive
-// repositories are refused with ErrUnsupportedMode.
+// repositories are refused with errUnsupportedMode.
 func OpenRepo(path string) (*Repo, error) {
 	data, err := readFileNoatime(filepath.Join(path, "config"))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrNotRepo, path, err)
+		return nil, fmt.Errorf("%w: %s: %w", errNotRepo, path, err)
 	}
 	core, ok := parseConfig(data)["core"]
 	if !ok {
-		return nil, fmt.Errorf("%w: %s: config has no [core] group", ErrNotRepo, path)
+		return nil, fmt.Errorf("%w: %s: config has no [core] group", errNotRepo, path)
 	}
 	if v := core["repo_version"]; v != "" && v != "1" {
-		return nil, fmt.Errorf("%w: %s: repo_version %q, want 1", ErrNotRepo, path, v)
+		return nil, fmt.Errorf("%w: %s: repo_version %q, want 1", errNotRepo, path, v)
 	}
 	r := &Repo{path: path, t: newTypes()}
 	switch m := core["mode"]; m {
 	case "", "bare": // ostree's default mode is bare
-		r.mode = ModeBare
+		r.mode = modeBare
 	case "bare-user":
-		r.mode = ModeBareUser
+		r.mode = modeBareUser
 	case "bare-user-only":
-		r.mode = ModeBareUserOnly
+		r.mode = modeBareUserOnly
 	case "archive", "archive-z2":
 		return nil, fmt.Errorf("%w %q in %s: archive repositories store file objects "+
 			"compressed (.filez), so their content cannot be shared; use a bare, "+
-			"bare-user or bare-user-only repository", ErrUnsupportedMode, m, path)
+			"bare-user or bare-user-only repository", errUnsupportedMode, m, path)
 	default:
-		return nil, fmt.Errorf("%w %q in %s", ErrUnsupportedMode, m, path)
+		return nil, fmt.Errorf("%w %q in %s", errUnsupportedMode, m, path)
 	}
 	if st, err := os.Stat(filepath.Join(path, "objects")); err != nil || !st.IsDir() {
-		return nil, fmt.Errorf("%w: %s: no objects directory", ErrNotRepo, path)
+		return nil, fmt.Errorf("%w: %s: no objects directory", errNotRepo, path)
 	}
 	return r, nil
 }
@@ -116,47 +116,41 @@ func parseConfig(data []byte) map[string]map[string]string {
 	return groups
 }
 
-// Path returns the repository directory.
-func (r *Repo) Path() string { return r.path }
-
-// Mode returns the repository mode.
-func (r *Repo) Mode() RepoMode { return r.mode }
-
-// ObjectPath returns the path of an object: objects/xx/<62 hex>.<type>.
-func (r *Repo) ObjectPath(c Checksum, t ObjectType) string {
+// objectPath returns the path of an object: objects/xx/<62 hex>.<type>.
+func (r *Repo) objectPath(c checksum, t objectType) string {
 	s := c.String()
 	return filepath.Join(r.path, "objects", s[:2], s[2:]+"."+string(t))
 }
 
-// FileObjectPath returns the path of a file object. Its content is the
+// fileObjectPath returns the path of a file object. Its content is the
 // file's content for regular files (in every supported mode).
-func (r *Repo) FileObjectPath(c Checksum) string {
-	return r.ObjectPath(c, ObjectFile)
+func (r *Repo) fileObjectPath(c checksum) string {
+	return r.objectPath(c, objectFile)
 }
 
 // readMetaObject reads a metadata object (commit, dirtree, dirmeta) and
 // checks that its SHA-256 equals its name, as ostree names them.
-func (r *Repo) readMetaObject(c Checksum, t ObjectType) ([]byte, error) {
-	p := r.ObjectPath(c, t)
+func (r *Repo) readMetaObject(c checksum, t objectType) ([]byte, error) {
+	p := r.objectPath(c, t)
 	data, err := readFileNoatime(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s %s: %w", ErrMissingObject, t, c, err)
+		return nil, fmt.Errorf("%w: %s %s: %w", errMissingObject, t, c, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading %s %s: %w", t, c, err)
 	}
 	if sum := sha256.Sum256(data); sum != c {
-		return nil, fmt.Errorf("%w: %s: content checksum is %x", ErrCorrupt, p, sum)
+		return nil, fmt.Errorf("%w: %s: content checksum is %x", errCorrupt, p, sum)
 	}
 	return data, nil
 }
 
-// Refs returns every ref of the repository with the commit it points to:
+// refs returns every ref of the repository with the commit it points to:
 // local branches under refs/heads by name ("fedora/stable"), remote
 // refs under refs/remotes/<remote>/ as "remote:name" (ostree's
 // refspec syntax).
-func (r *Repo) Refs() (map[string]Checksum, error) {
-	refs := map[string]Checksum{}
+func (r *Repo) refs() (map[string]checksum, error) {
+	refs := map[string]checksum{}
 	if err := r.readRefDir(filepath.Join(r.path, "refs", "heads"), "", refs); err != nil {
 		return nil, err
 	}
@@ -177,7 +171,7 @@ func (r *Repo) Refs() (map[string]Checksum, error) {
 
 // readRefDir adds the refs found under dir (recursively) to refs, each
 // named prefix + its path relative to dir.
-func (r *Repo) readRefDir(dir, prefix string, refs map[string]Checksum) error {
+func (r *Repo) readRefDir(dir, prefix string, refs map[string]checksum) error {
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if p == dir && errors.Is(err, fs.ErrNotExist) {
@@ -206,22 +200,22 @@ func (r *Repo) readRefDir(dir, prefix string, refs map[string]Checksum) error {
 }
 
 // readRefFile reads a ref file: a checksum and a newline.
-func readRefFile(p string) (Checksum, error) {
+func readRefFile(p string) (checksum, error) {
 	data, err := readFileNoatime(p)
 	if err != nil {
-		return Checksum{}, err
+		return checksum{}, err
 	}
-	c, err := ParseChecksum(strings.TrimSpace(string(data)))
+	c, err := parseChecksum(strings.TrimSpace(string(data)))
 	if err != nil {
-		return Checksum{}, fmt.Errorf("%w: %s: %w", ErrBadRef, p, err)
+		return checksum{}, fmt.Errorf("%w: %s: %w", errBadRef, p, err)
 	}
 	return c, nil
 }
 
-// ResolveRef returns the commit a ref points to. ref is a branch name
+// resolveRef returns the commit a ref points to. ref is a branch name
 // ("test"), a remote ref ("remote:name"), or a commit checksum itself.
-func (r *Repo) ResolveRef(ref string) (Checksum, error) {
-	if c, err := ParseChecksum(ref); err == nil {
+func (r *Repo) resolveRef(ref string) (checksum, error) {
+	if c, err := parseChecksum(ref); err == nil {
 		return c, nil
 	}
 	p := filepath.Join(r.path, "refs", "heads", ref)
@@ -229,41 +223,41 @@ func (r *Repo) ResolveRef(ref string) (Checksum, error) {
 		p = filepath.Join(r.path, "refs", "remotes", remote, name)
 	}
 	if !fs.ValidPath(strings.ReplaceAll(ref, ":", "/")) {
-		return Checksum{}, fmt.Errorf("%w: %q", ErrBadRef, ref)
+		return checksum{}, fmt.Errorf("%w: %q", errBadRef, ref)
 	}
 	c, err := readRefFile(p)
 	if err != nil {
-		return Checksum{}, fmt.Errorf("resolving ref %q: %w", ref, err)
+		return checksum{}, fmt.Errorf("resolving ref %q: %w", ref, err)
 	}
 	return c, nil
 }
 
-// Deployment is one deployment of an ostree sysroot: the checkout of a
+// deployment is one deployment of an ostree sysroot: the checkout of a
 // commit under /ostree/deploy/<osname>/deploy/<checksum>.<serial>.
-type Deployment struct {
+type deployment struct {
 	OSName   string
-	Checksum Checksum
+	Checksum checksum
 	Serial   int
 	Path     string
 }
 
-// Deployments lists the deployments of the ostree sysroot at sysroot
+// deployments lists the deployments of the ostree sysroot at sysroot
 // ("/" on a booted host, whose repository is sysroot/ostree/repo): the
 // booted, pending and rollback deployments all appear, sorted by OS
 // name, then serial. A sysroot without deployments gives none.
-func Deployments(sysroot string) ([]Deployment, error) {
+func deployments(sysroot string) ([]deployment, error) {
 	dirs, err := filepath.Glob(filepath.Join(sysroot, "ostree", "deploy", "*", "deploy", "*"))
 	if err != nil {
 		return nil, fmt.Errorf("listing deployments: %w", err)
 	}
-	var out []Deployment
+	var out []deployment
 	for _, d := range dirs {
 		name := filepath.Base(d)
 		sum, serial, ok := strings.Cut(name, ".")
 		if !ok || strings.Contains(serial, ".") { // skip <checksum>.<serial>.origin
 			continue
 		}
-		c, err := ParseChecksum(sum)
+		c, err := parseChecksum(sum)
 		n, err2 := strconv.Atoi(serial)
 		if err != nil || err2 != nil {
 			continue
@@ -272,7 +266,7 @@ func Deployments(sysroot string) ([]Deployment, error) {
 			continue
 		}
 		osname := filepath.Base(filepath.Dir(filepath.Dir(d)))
-		out = append(out, Deployment{OSName: osname, Checksum: c, Serial: n, Path: d})
+		out = append(out, deployment{OSName: osname, Checksum: c, Serial: n, Path: d})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].OSName != out[j].OSName {

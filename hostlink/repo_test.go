@@ -18,22 +18,22 @@ func TestOpenRepoConfig(t *testing.T) {
 		name     string
 		config   string // "" means no config file
 		noObjs   bool
-		wantMode RepoMode
+		wantMode repoMode
 		wantErr  error
 		wantMsg  string
 	}{
-		{name: "bare", config: "[core]\nrepo_version=1\nmode=bare\n", wantMode: ModeBare},
-		{name: "bare-user", config: "[core]\nrepo_version=1\nmode=bare-user\n", wantMode: ModeBareUser},
-		{name: "bare-user-only", config: "# c\n[core]\nmode = bare-user-only\n", wantMode: ModeBareUserOnly},
-		{name: "default mode is bare", config: "[core]\nrepo_version=1\n", wantMode: ModeBare},
-		{name: "archive", config: "[core]\nmode=archive\n", wantErr: ErrUnsupportedMode, wantMsg: `"archive"`},
-		{name: "archive-z2", config: "[core]\nmode=archive-z2\n", wantErr: ErrUnsupportedMode, wantMsg: `"archive-z2"`},
-		{name: "unknown mode", config: "[core]\nmode=weird\n", wantErr: ErrUnsupportedMode, wantMsg: "weird"},
-		{name: "mode outside core", config: "[other]\nmode=archive\n[core]\n", wantMode: ModeBare},
-		{name: "no core", config: "[remote \"x\"]\nurl=y\n", wantErr: ErrNotRepo},
-		{name: "repo version 2", config: "[core]\nrepo_version=2\n", wantErr: ErrNotRepo},
-		{name: "no config", wantErr: ErrNotRepo},
-		{name: "no objects", config: "[core]\nmode=bare\n", noObjs: true, wantErr: ErrNotRepo},
+		{name: "bare", config: "[core]\nrepo_version=1\nmode=bare\n", wantMode: modeBare},
+		{name: "bare-user", config: "[core]\nrepo_version=1\nmode=bare-user\n", wantMode: modeBareUser},
+		{name: "bare-user-only", config: "# c\n[core]\nmode = bare-user-only\n", wantMode: modeBareUserOnly},
+		{name: "default mode is bare", config: "[core]\nrepo_version=1\n", wantMode: modeBare},
+		{name: "archive", config: "[core]\nmode=archive\n", wantErr: errUnsupportedMode, wantMsg: `"archive"`},
+		{name: "archive-z2", config: "[core]\nmode=archive-z2\n", wantErr: errUnsupportedMode, wantMsg: `"archive-z2"`},
+		{name: "unknown mode", config: "[core]\nmode=weird\n", wantErr: errUnsupportedMode, wantMsg: "weird"},
+		{name: "mode outside core", config: "[other]\nmode=archive\n[core]\n", wantMode: modeBare},
+		{name: "no core", config: "[remote \"x\"]\nurl=y\n", wantErr: errNotRepo},
+		{name: "repo version 2", config: "[core]\nrepo_version=2\n", wantErr: errNotRepo},
+		{name: "no config", wantErr: errNotRepo},
+		{name: "no objects", config: "[core]\nmode=bare\n", noObjs: true, wantErr: errNotRepo},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,8 +58,8 @@ func TestOpenRepoConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.Mode() != tt.wantMode {
-				t.Errorf("mode = %v, want %v", r.Mode(), tt.wantMode)
+			if r.mode != tt.wantMode {
+				t.Errorf("mode = %v, want %v", r.mode, tt.wantMode)
 			}
 		})
 	}
@@ -68,7 +68,7 @@ func TestOpenRepoConfig(t *testing.T) {
 func TestOpenRepoRealArchive(t *testing.T) {
 	dir := makeRepo(t, "archive").path
 	_, err := OpenRepo(dir)
-	if !errors.Is(err, ErrUnsupportedMode) || !strings.Contains(err.Error(), "archive") ||
+	if !errors.Is(err, errUnsupportedMode) || !strings.Contains(err.Error(), "archive") ||
 		!strings.Contains(err.Error(), "compressed") {
 		t.Fatalf("OpenRepo(archive) error = %v, want ErrUnsupportedMode naming the mode", err)
 	}
@@ -111,17 +111,17 @@ func ostreeLs(t *testing.T, repo, ref string) []string {
 	return out
 }
 
-// walkLs lists a commit with Repo.Walk, rendered like ostreeLs.
-func walkLs(t *testing.T, r *Repo, commit Checksum) ([]string, []*Entry) {
+// walkLs lists a commit with Repo.walk, rendered like ostreeLs.
+func walkLs(t *testing.T, r *Repo, commit checksum) ([]string, []*entry) {
 	t.Helper()
 	var out []string
-	var entries []*Entry
-	err := r.Walk(context.Background(), commit, func(e *Entry) error {
+	var entries []*entry
+	err := r.walk(context.Background(), commit, func(e *entry) error {
 		typ, meta := byte('-'), ""
 		switch e.Type {
-		case TypeDir:
+		case typeDir:
 			typ, meta = 'd', e.DirMeta.String()
-		case TypeSymlink:
+		case typeSymlink:
 			typ = 'l'
 		}
 		out = append(out, lsEntry(typ, e.Info.Mode&0o7777, e.Info.UID, e.Info.GID, e.Info.Size,
@@ -160,13 +160,13 @@ func TestWalkMatchesOstreeLs(t *testing.T) {
 // checkXattrs checks xattrs survive where the mode keeps them (bare,
 // bare-user), sorted by name, on files and directories. ostree records no
 // xattr with an empty value (user.mid).
-func checkXattrs(t *testing.T, mode string, entries []*Entry) {
+func checkXattrs(t *testing.T, mode string, entries []*entry) {
 	t.Helper()
-	byPath := map[string]*Entry{}
+	byPath := map[string]*entry{}
 	for _, e := range entries {
 		byPath[e.Path] = e
 	}
-	render := func(xs []Xattr) string {
+	render := func(xs []xattr) string {
 		var s []string
 		for _, x := range xs {
 			s = append(s, x.Name+"="+string(x.Value))
@@ -194,19 +194,19 @@ func TestChecksumFileMatchesNames(t *testing.T) {
 				t.Fatal(err)
 			}
 			n := 0
-			err = r.Walk(context.Background(), tr.commit, func(e *Entry) error {
-				if e.Type == TypeDir {
+			err = r.walk(context.Background(), tr.commit, func(e *entry) error {
+				if e.Type == typeDir {
 					return nil
 				}
 				n++
-				sum, err := r.ChecksumFile(e.Checksum)
+				sum, err := r.checksumFile(e.Checksum)
 				if err != nil {
 					return err
 				}
 				if sum != e.Checksum {
 					t.Errorf("%s: recomputed checksum %s, object name %s", e.Path, sum, e.Checksum)
 				}
-				return r.VerifyFile(e.Checksum)
+				return r.verifyFile(e.Checksum)
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -224,7 +224,7 @@ func TestReadCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cm, err := r.ReadCommit(tr.commit)
+	cm, err := r.readCommit(tr.commit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,11 +236,11 @@ func TestReadCommit(t *testing.T) {
 	}
 	// A second commit on the branch has the first as parent.
 	out := ostreeCmd(t, "commit", "--repo="+tr.path, "--branch=test", "--tree=dir="+tr.src)
-	second, err := ParseChecksum(strings.TrimSpace(out))
+	second, err := parseChecksum(strings.TrimSpace(out))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cm2, err := r.ReadCommit(second)
+	cm2, err := r.readCommit(second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ func TestRefs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	refs, err := r.Refs()
+	refs, err := r.refs()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,12 +279,12 @@ func TestRefs(t *testing.T) {
 		t.Errorf("refs = %q, want %q", got, want)
 	}
 	for _, ref := range []string{"test", "os/x86_64/stable", "origin:os/main", tr.commit.String()} {
-		if c, err := r.ResolveRef(ref); err != nil || c != tr.commit {
+		if c, err := r.resolveRef(ref); err != nil || c != tr.commit {
 			t.Errorf("ResolveRef(%q) = %s, %v", ref, c, err)
 		}
 	}
 	for _, ref := range []string{"nope", "../config", "origin:../../config"} {
-		if _, err := r.ResolveRef(ref); err == nil {
+		if _, err := r.resolveRef(ref); err == nil {
 			t.Errorf("ResolveRef(%q) succeeded", ref)
 		}
 	}
@@ -297,13 +297,13 @@ func TestFileObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, entries := walkLs(t, r, tr.commit)
-	want := map[Checksum]struct{}{}
+	want := map[checksum]struct{}{}
 	for _, e := range entries {
-		if e.Type != TypeDir {
+		if e.Type != typeDir {
 			want[e.Checksum] = struct{}{}
 		}
 	}
-	got, err := r.FileObjects(context.Background(), []Checksum{tr.commit, tr.commit})
+	got, err := r.fileObjects(context.Background(), []checksum{tr.commit, tr.commit})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,7 +335,7 @@ func TestDeployments(t *testing.T) {
 	if err := os.WriteFile(origin, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ds, err := Deployments(root)
+	ds, err := deployments(root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,7 +347,7 @@ func TestDeployments(t *testing.T) {
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("Deployments = %v, want %v", got, want)
 	}
-	if ds, err := Deployments(t.TempDir()); err != nil || len(ds) != 0 {
+	if ds, err := deployments(t.TempDir()); err != nil || len(ds) != 0 {
 		t.Errorf("empty sysroot: %v, %v", ds, err)
 	}
 }

@@ -15,7 +15,7 @@ import (
 
 // objectStat is what the cheap pass learns of one file object.
 type objectStat struct {
-	sum   Checksum
+	sum   checksum
 	size  int64
 	mtime int64 // ns since the epoch
 }
@@ -156,7 +156,7 @@ func scanSubdir(dir, prefix string, prev *dirScan, notAfter int64) (*dirScan, sc
 		out.objs = prev.objs
 		return out, counts, nil
 	}
-	known := map[Checksum]objectStat{}
+	known := map[checksum]objectStat{}
 	if prev != nil {
 		for _, o := range prev.objs {
 			known[o.sum] = o

@@ -29,7 +29,7 @@ func writeSyntheticObjects(tb testing.TB, dir string, n int) {
 	for i := 0; i < n; i++ {
 		var k [8]byte
 		binary.LittleEndian.PutUint64(k[:], uint64(i))
-		s := Checksum(sha256.Sum256(k[:])).String()
+		s := checksum(sha256.Sum256(k[:])).String()
 		p := filepath.Join(dir, "objects", s[:2], s[2:]+".file")
 		if err := os.WriteFile(p, buf[:i%256], 0o644); err != nil {
 			tb.Fatal(err)
@@ -140,7 +140,7 @@ func BenchmarkNewIndex100k(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if s := ix.Stats(); s.Objects != benchObjects {
+				if s := ix.stats(); s.Objects != benchObjects {
 					b.Fatalf("indexed %d objects", s.Objects)
 				}
 				ix.Close()

@@ -44,7 +44,7 @@ func TestScanRemembered(t *testing.T) {
 
 	// Add one object and remove another in directory "ab": that
 	// directory alone is listed, and only the new object stat'ed.
-	var victim Checksum
+	var victim checksum
 	for _, o := range first.dirs["ab"].objs {
 		victim = o.sum
 		break
@@ -52,7 +52,7 @@ func TestScanRemembered(t *testing.T) {
 	if err := os.Remove(filepath.Join(objects, "ab", victim.String()[2:]+".file")); err != nil {
 		t.Fatal(err)
 	}
-	added := Checksum{0xab, 1, 2, 3}
+	added := checksum{0xab, 1, 2, 3}
 	if err := os.WriteFile(filepath.Join(objects, "ab", added.String()[2:]+".file"), []byte("new"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestScanRemembered(t *testing.T) {
 	if c.dirsListed != 1 || c.statted != 1 {
 		t.Errorf("changed pass: %+v, want 1 directory listed and 1 stat", c)
 	}
-	has := map[Checksum]int64{}
+	has := map[checksum]int64{}
 	for _, o := range third.objects() {
 		has[o.sum] = o.size
 	}
@@ -84,7 +84,7 @@ func TestScanRemembered(t *testing.T) {
 
 func TestScanStateDamaged(t *testing.T) {
 	s := &scanState{dev: 1, ino: 2, dirs: map[string]*dirScan{
-		"ab": {mtime: 3, ino: 4, objs: []objectStat{{sum: Checksum{1}, size: 5, mtime: 6}}},
+		"ab": {mtime: 3, ino: 4, objs: []objectStat{{sum: checksum{1}, size: 5, mtime: 6}}},
 	}}
 	good := s.marshal()
 	tests := []struct {
@@ -108,7 +108,7 @@ func TestScanStateDamaged(t *testing.T) {
 func TestIndexUsesRememberedScan(t *testing.T) {
 	r, _ := fakeRepo(t, sampleObjects)
 	old := time.Now().Add(-time.Hour)
-	dirs, _ := filepath.Glob(filepath.Join(r.Path(), "objects", "*"))
+	dirs, _ := filepath.Glob(filepath.Join(r.path, "objects", "*"))
 	for _, d := range dirs {
 		if err := os.Chtimes(d, old, old); err != nil {
 			t.Fatal(err)
@@ -116,10 +116,10 @@ func TestIndexUsesRememberedScan(t *testing.T) {
 	}
 	cacheDir := t.TempDir()
 	h := &countingHash{}
-	if s := newTestIndex(t, r, cacheDir, h).Stats(); s.Statted != len(sampleObjects) {
+	if s := newTestIndex(t, r, cacheDir, h).stats(); s.Statted != len(sampleObjects) {
 		t.Fatalf("first index: %+v", s)
 	}
-	if s := newTestIndex(t, r, cacheDir, h).Stats(); s.DirsListed != 0 || s.Statted != 0 || s.Objects != len(sampleObjects) {
+	if s := newTestIndex(t, r, cacheDir, h).stats(); s.DirsListed != 0 || s.Statted != 0 || s.Objects != len(sampleObjects) {
 		t.Fatalf("second index: %+v", s)
 	}
 }
@@ -128,7 +128,7 @@ func TestIndexUsesRememberedScan(t *testing.T) {
 // are fine, panics are bugs, and what decodes re-encodes identically.
 func FuzzScanState(f *testing.F) {
 	f.Add((&scanState{dev: 1, ino: 2, dirs: map[string]*dirScan{
-		"ab": {mtime: 3, ino: 4, objs: []objectStat{{sum: Checksum{1}, size: 5, mtime: 6}}},
+		"ab": {mtime: 3, ino: 4, objs: []objectStat{{sum: checksum{1}, size: 5, mtime: 6}}},
 	}}).marshal())
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, ok := unmarshalScanState(data)

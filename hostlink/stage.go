@@ -84,10 +84,10 @@ type Stager struct {
 // sessions from it, and opens a session of its own.
 func NewStager(opts StagerOptions) (*Stager, error) {
 	if opts.Dir == "" || opts.Repo == "" {
-		return nil, fmt.Errorf("%w: NewStager needs Dir and Repo", ErrInvalidOptions)
+		return nil, fmt.Errorf("%w: NewStager needs Dir and Repo", errInvalidOptions)
 	}
 	if checkOutside(opts.Dir, opts.Repo) != nil {
-		return nil, fmt.Errorf("%w: staging directory %s is inside the repository %s", ErrInvalidOptions, opts.Dir, opts.Repo)
+		return nil, fmt.Errorf("%w: staging directory %s is inside the repository %s", errInvalidOptions, opts.Dir, opts.Repo)
 	}
 	repo, err := realPath(opts.Repo)
 	if err != nil {
@@ -170,10 +170,6 @@ func cleanStaleSessions(dir string) error {
 	return nil
 }
 
-// Session returns this Stager's session directory (where staged names
-// live until released).
-func (s *Stager) Session() string { return s.session }
-
 // Stats returns the counts so far.
 func (s *Stager) Stats() StagerStats {
 	return StagerStats{Direct: s.direct.Load(), Namespace: s.namespace.Load(), Failed: s.failed.Load()}
@@ -184,7 +180,7 @@ func (s *Stager) Stats() StagerStats {
 // name and a release func that removes it. The staged name is the host
 // object's inode. When the repository is on the session's own mount no
 // name is needed: Stage returns hostPath itself and a nil release. An
-// error wrapping ErrNotStageable means the object cannot be hard-linked
+// error wrapping errNotStageable means the object cannot be hard-linked
 // into the store from here (another filesystem, no helper, the helper
 // failed); the host path itself may still be cloned or copied.
 func (s *Stager) Stage(ctx context.Context, hostPath string) (string, func(), error) {
@@ -205,14 +201,14 @@ func (s *Stager) stage(ctx context.Context, hostPath string) (string, error) {
 		rel, err = filepath.Rel(s.repoReal, filepath.Clean(hostPath))
 	}
 	if err != nil || !filepath.IsLocal(rel) {
-		return "", fmt.Errorf("%w: not inside the repository %s", ErrNotStageable, s.opts.Repo)
+		return "", fmt.Errorf("%w: not inside the repository %s", errNotStageable, s.opts.Repo)
 	}
 	var host unix.Stat_t
 	if err := unix.Lstat(hostPath, &host); err != nil {
-		return "", fmt.Errorf("%w: %w", ErrNotStageable, err)
+		return "", fmt.Errorf("%w: %w", errNotStageable, err)
 	}
 	if host.Mode&unix.S_IFMT != unix.S_IFREG {
-		return "", fmt.Errorf("%w: not a regular file", ErrNotStageable)
+		return "", fmt.Errorf("%w: not a regular file", errNotStageable)
 	}
 	if s.sameMount {
 		s.direct.Add(1)
@@ -228,18 +224,18 @@ func (s *Stager) stage(ctx context.Context, hostPath string) (string, error) {
 			return "", fmt.Errorf("stat staging session: %w", serr)
 		}
 		if st.Dev != host.Dev {
-			return "", fmt.Errorf("%w: the repository and the store are on different filesystems", ErrNotStageable)
+			return "", fmt.Errorf("%w: the repository and the store are on different filesystems", errNotStageable)
 		}
 		counter = &s.namespace
 		err = s.helperLink(ctx, rel, name)
 	}
 	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrNotStageable, err)
+		return "", fmt.Errorf("%w: %w", errNotStageable, err)
 	}
 	var st unix.Stat_t
 	if err := unix.Lstat(staged, &st); err != nil || st.Ino != host.Ino || st.Dev != host.Dev {
 		os.Remove(staged)
-		return "", fmt.Errorf("%w: staged name is not the host object's inode (%v)", ErrNotStageable, err)
+		return "", fmt.Errorf("%w: staged name is not the host object's inode (%v)", errNotStageable, err)
 	}
 	counter.Add(1)
 	return staged, nil

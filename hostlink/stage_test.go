@@ -125,7 +125,7 @@ func TestStageAcrossBindMounts(t *testing.T) {
 	} else {
 		release()
 	}
-	session := s.Session()
+	session := s.session
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestStageAcrossBindMounts(t *testing.T) {
 func TestStageWithoutHelper(t *testing.T) {
 	l := newStageLayout(t)
 	s := l.stager(t, false)
-	if _, _, err := s.Stage(context.Background(), l.object); !errors.Is(err, ErrNotStageable) {
+	if _, _, err := s.Stage(context.Background(), l.object); !errors.Is(err, errNotStageable) {
 		t.Fatalf("Stage without helper: %v, want ErrNotStageable", err)
 	}
 	// Through F itself, repository and staging share one mount.
@@ -163,7 +163,7 @@ func TestStageWithoutHelper(t *testing.T) {
 	if err := unix.Link(staged, filepath.Join(l.fs, "var/store/linked")); err != nil {
 		t.Errorf("the store cannot hard-link the host path: %v", err)
 	}
-	if _, _, err := s2.Stage(context.Background(), filepath.Join(l.fs, "var/store/elsewhere")); !errors.Is(err, ErrNotStageable) {
+	if _, _, err := s2.Stage(context.Background(), filepath.Join(l.fs, "var/store/elsewhere")); !errors.Is(err, errNotStageable) {
 		t.Errorf("Stage of a path outside the repository: %v", err)
 	}
 }
@@ -176,11 +176,11 @@ func TestStageHelperRefusesOtherSuperblock(t *testing.T) {
 	testutil.Unmount(t, l.fs)
 	s := l.stager(t, true)
 	_, _, err := s.Stage(context.Background(), l.object)
-	if !errors.Is(err, ErrNotStageable) {
+	if !errors.Is(err, errNotStageable) {
 		t.Fatalf("Stage: %v, want ErrNotStageable", err)
 	}
 	t.Logf("refused as expected: %v", err)
-	if _, _, err2 := s.Stage(context.Background(), l.object); !errors.Is(err2, ErrNotStageable) || s.Stats().Failed != 2 {
+	if _, _, err2 := s.Stage(context.Background(), l.object); !errors.Is(err2, errNotStageable) || s.Stats().Failed != 2 {
 		t.Errorf("second Stage: %v, stats %+v", err2, s.Stats())
 	}
 }
@@ -207,10 +207,10 @@ func TestStagerCleansStaleSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	if _, err := os.Stat(live.Session()); err != nil {
+	if _, err := os.Stat(live.session); err != nil {
 		t.Errorf("a live session was removed: %v", err)
 	}
-	if _, err := NewStager(StagerOptions{Dir: filepath.Join(repo, "staging"), Repo: repo}); !errors.Is(err, ErrInvalidOptions) {
+	if _, err := NewStager(StagerOptions{Dir: filepath.Join(repo, "staging"), Repo: repo}); !errors.Is(err, errInvalidOptions) {
 		t.Errorf("staging inside the repository: %v", err)
 	}
 }

@@ -6,88 +6,88 @@ import (
 	"path"
 )
 
-// EntryType is the kind of a path in a commit.
-type EntryType int
+// entryType is the kind of a path in a commit.
+type entryType int
 
-// Entry types.
+// The entry types.
 const (
-	TypeDir EntryType = iota
-	TypeRegular
-	TypeSymlink
+	typeDir entryType = iota
+	typeRegular
+	typeSymlink
 )
 
 // String returns "dir", "regular" or "symlink".
-func (t EntryType) String() string {
+func (t entryType) String() string {
 	switch t {
-	case TypeDir:
+	case typeDir:
 		return "dir"
-	case TypeRegular:
+	case typeRegular:
 		return "regular"
-	case TypeSymlink:
+	case typeSymlink:
 		return "symlink"
 	}
 	return fmt.Sprintf("EntryType(%d)", int(t))
 }
 
-// Entry is one path of a commit as Walk visits it.
-type Entry struct {
+// entry is one path of a commit as walk visits it.
+type entry struct {
 	// Path is absolute within the commit: "/" for the root, "/usr/bin/sh".
 	Path string
-	Type EntryType
+	Type entryType
 	// Checksum is the file object for files and symlinks, the dirtree
 	// object for directories.
-	Checksum Checksum
+	Checksum checksum
 	// DirMeta is the dirmeta object of a directory (zero otherwise).
-	DirMeta Checksum
+	DirMeta checksum
 	// Info is the logical metadata: the file object's for files and
 	// symlinks, the dirmeta's for directories (Size 0, no Target).
-	Info *FileInfo
+	Info *fileInfo
 }
 
-// WalkFunc is called by Walk for every path. Returning an error stops the
-// walk and Walk returns that error.
-type WalkFunc func(e *Entry) error
+// walkFunc is called by walk for every path. Returning an error stops the
+// walk and walk returns that error.
+type walkFunc func(e *entry) error
 
-// Walk visits every path of a commit, depth first in the order `ostree ls
+// walk visits every path of a commit, depth first in the order `ostree ls
 // -R` lists them: a directory, its files and symlinks by name, then its
 // subdirectories by name. File objects' metadata is read (stat and
 // xattrs; no content). A missing or damaged object stops the walk with
-// ErrMissingObject or ErrCorrupt.
-func (r *Repo) Walk(ctx context.Context, commit Checksum, fn WalkFunc) error {
-	cm, err := r.ReadCommit(commit)
+// errMissingObject or errCorrupt.
+func (r *Repo) walk(ctx context.Context, commit checksum, fn walkFunc) error {
+	cm, err := r.readCommit(commit)
 	if err != nil {
 		return err
 	}
 	return r.walkDir(ctx, "/", cm.RootTree, cm.RootMeta, fn)
 }
 
-func (r *Repo) walkDir(ctx context.Context, p string, tree, meta Checksum, fn WalkFunc) error {
+func (r *Repo) walkDir(ctx context.Context, p string, tree, meta checksum, fn walkFunc) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	dm, err := r.ReadDirMeta(meta)
+	dm, err := r.readDirMeta(meta)
 	if err != nil {
 		return fmt.Errorf("%s: %w", p, err)
 	}
-	info := &FileInfo{UID: dm.UID, GID: dm.GID, Mode: dm.Mode, Xattrs: dm.Xattrs}
-	if err := fn(&Entry{Path: p, Type: TypeDir, Checksum: tree, DirMeta: meta, Info: info}); err != nil {
+	info := &fileInfo{UID: dm.UID, GID: dm.GID, Mode: dm.Mode, Xattrs: dm.Xattrs}
+	if err := fn(&entry{Path: p, Type: typeDir, Checksum: tree, DirMeta: meta, Info: info}); err != nil {
 		return err
 	}
-	dt, err := r.ReadDirTree(tree)
+	dt, err := r.readDirTree(tree)
 	if err != nil {
 		return fmt.Errorf("%s: %w", p, err)
 	}
 	for _, f := range dt.Files {
 		fp := path.Join(p, f.Name)
-		fi, err := r.ReadFileInfo(f.Checksum)
+		fi, err := r.readFileInfo(f.Checksum)
 		if err != nil {
 			return fmt.Errorf("%s: %w", fp, err)
 		}
-		typ := TypeRegular
+		typ := typeRegular
 		if fi.IsSymlink() {
-			typ = TypeSymlink
+			typ = typeSymlink
 		}
-		if err := fn(&Entry{Path: fp, Type: typ, Checksum: f.Checksum, Info: fi}); err != nil {
+		if err := fn(&entry{Path: fp, Type: typ, Checksum: f.Checksum, Info: fi}); err != nil {
 			return err
 		}
 	}
@@ -99,16 +99,16 @@ func (r *Repo) walkDir(ctx context.Context, p string, tree, meta Checksum, fn Wa
 	return nil
 }
 
-// FileObjects returns the set of file objects reachable from the given
+// fileObjects returns the set of file objects reachable from the given
 // commits, reading only commit and dirtree objects (no file object is
 // touched, and dirtrees shared between commits are read once). Use it
-// with Refs or Deployments to restrict an Index to what the host
+// with refs or deployments to restrict an Index to what the host
 // actually uses.
-func (r *Repo) FileObjects(ctx context.Context, commits []Checksum) (map[Checksum]struct{}, error) {
-	files := map[Checksum]struct{}{}
-	seen := map[Checksum]struct{}{}
-	var visit func(tree Checksum) error
-	visit = func(tree Checksum) error {
+func (r *Repo) fileObjects(ctx context.Context, commits []checksum) (map[checksum]struct{}, error) {
+	files := map[checksum]struct{}{}
+	seen := map[checksum]struct{}{}
+	var visit func(tree checksum) error
+	visit = func(tree checksum) error {
 		if _, ok := seen[tree]; ok {
 			return nil
 		}
@@ -116,7 +116,7 @@ func (r *Repo) FileObjects(ctx context.Context, commits []Checksum) (map[Checksu
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		dt, err := r.ReadDirTree(tree)
+		dt, err := r.readDirTree(tree)
 		if err != nil {
 			return err
 		}
@@ -131,7 +131,7 @@ func (r *Repo) FileObjects(ctx context.Context, commits []Checksum) (map[Checksu
 		return nil
 	}
 	for _, c := range commits {
-		cm, err := r.ReadCommit(c)
+		cm, err := r.readCommit(c)
 		if err != nil {
 			return nil, err
 		}
