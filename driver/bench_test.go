@@ -298,3 +298,50 @@ func allocatedBytes(b *testing.B, d graphdriver.Driver) int64 {
 	}
 	return total
 }
+
+// BenchmarkFirstMount is a container's first mount on an image of N
+// layers just pulled (nothing of it mounted before: cfs builds the
+// chain's flattened image): CreateReadWrite, Get and Put, timed.
+func BenchmarkFirstMount(b *testing.B) {
+	for _, depth := range []int{1, 10, 50} {
+		b.Run(fmt.Sprintf("layers=%d", depth), func(b *testing.B) {
+			drivers := []*timed{{name: "cfs", d: benchDriver(b, Name)}, {name: "overlay", d: benchDriver(b, "overlay")}}
+			rng := rand.New(rand.NewSource(3))
+			tars := make([][]byte, depth)
+			for l := range tars {
+				tars[l] = randomLayer(b, rng, 20, 4096)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for _, t := range drivers {
+					b.StopTimer()
+					parent := ""
+					for l := 0; l < depth; l++ {
+						id := fmt.Sprintf("i%d-layer%d", i, l)
+						if err := t.d.Create(id, parent, nil); err != nil {
+							b.Fatal(err)
+						}
+						if _, err := t.d.ApplyDiff(id, graphdriver.ApplyDiffOpts{Diff: bytes.NewReader(tars[l])}); err != nil {
+							b.Fatal(err)
+						}
+						parent = id
+					}
+					ctr := fmt.Sprintf("i%d-ctr", i)
+					b.StartTimer()
+					start := time.Now()
+					if err := t.d.CreateReadWrite(ctr, parent, nil); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := t.d.Get(ctr, graphdriver.MountOpts{}); err != nil {
+						b.Fatalf("%s: %v", t.name, err)
+					}
+					if err := t.d.Put(ctr); err != nil {
+						b.Fatal(err)
+					}
+					t.sum += time.Since(start)
+				}
+			}
+			report(b, drivers[0], drivers[1])
+		})
+	}
+}

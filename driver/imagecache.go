@@ -130,24 +130,44 @@ const maxChainDepth = 4096
 // deterministic, so concurrent builders agree. A cached image is checked
 // before its first mount in this open store, and refused if damaged.
 func (c *imageCache) ensure(ctx context.Context, id string) error {
-	if err := c.checkCached(c.path(id)); err == nil {
+	switch err := c.checkCached(c.path(id)); {
+	case err == nil:
 		return nil
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	case errors.Is(err, fs.ErrNotExist):
+	case c.mode != dedup.VerityRequire && errors.Is(err, ErrImageDamaged):
+		// Without verity=require the cache is written without syncs
+		// (see writeFlat): a crash can leave an image torn. It is only
+		// a cache of the verified diff images: build it again.
+		if _, err := c.drop(id); err != nil {
+			return flatImageError(id, err)
+		}
+	default:
 		return flatImageError(id, err)
 	}
 	flat, err := c.flatTree(ctx, id)
 	if err != nil {
 		return err
 	}
-	err = writeImageVerity(c.path(id), flat, c.verity)
+	err = c.writeFlat(id, flat)
 	if err != nil && c.mode == dedup.VerityAuto && errors.Is(err, fsverity.ErrNotSupported) {
-		err = writeImage(c.path(id), flat)
+		err = writeImageWith(c.path(id), flat, imageWrite{})
 	}
 	if err != nil {
 		return fmt.Errorf("cfs: flatten %s: %w", id, err)
 	}
 	c.checks.trust(c.path(id))
 	return nil
+}
+
+// writeFlat writes the flattened image of id. With verity=require it is
+// durable and gets fs-verity, so that a damaged image is refused, never
+// rebuilt over; otherwise it is a cache written without syncs (ensure
+// rebuilds one a crash tore), which saves a first mount two fsyncs.
+func (c *imageCache) writeFlat(id string, flat *tree.Tree) error {
+	if c.mode == dedup.VerityRequire {
+		return writeImageWith(c.path(id), flat, imageWrite{verity: true, durable: true})
+	}
+	return writeImageWith(c.path(id), flat, imageWrite{verity: c.verity})
 }
 
 // flatImageError names the layer whose flattened image failed.

@@ -62,31 +62,45 @@ func payloadPath(d dedup.Digest) string {
 // "opaque=x" markers to the directories of a diff image's whiteouts.
 var imageOptions = erofs.Options{MinVersion: 0, MaxVersion: 0}
 
-// writeImage writes t as a composefs image at path, atomically, and
-// records the image's fs-verity digest beside it (path + ".digest", put
-// in place before the image so that every image has its digest).
+// writeImage writes t as a composefs image at path, atomically and
+// durably, and records the image's fs-verity digest beside it (path +
+// ".digest", put in place before the image so that every image has its
+// digest).
 func writeImage(path string, t *tree.Tree) error {
-	return writeImageVerity(path, t, false)
+	return writeImageWith(path, t, imageWrite{durable: true})
 }
 
-// writeImageVerity is writeImage that, with verity, also enables
-// fs-verity on the image before it is renamed into place, so that the
-// kernel can measure it at mount (see openImage).
-func writeImageVerity(path string, t *tree.Tree, verity bool) error {
+// imageWrite says how writeImageWith writes an image.
+type imageWrite struct {
+	// verity enables fs-verity on the image before it is renamed into
+	// place, so that the kernel can measure it at mount.
+	verity bool
+	// durable syncs the image and its digest before the renames; a cache
+	// that is checked before use and rebuilt when damaged need not be.
+	durable bool
+}
+
+// writeImageWith writes t as a composefs image at path, atomically, with
+// its digest recorded beside it, as w says.
+func writeImageWith(path string, t *tree.Tree, w imageWrite) error {
 	var digest [fsverity.Size]byte
 	var tmp string
-	err := writeAtomicThen(path, func(w io.Writer) error {
-		if f, ok := w.(*os.File); ok {
-			tmp = f.Name()
+	write := writeAtomicThen
+	if !w.durable {
+		write = writeUnsyncedThen
+	}
+	return write(path, func(f io.Writer) error {
+		if file, ok := f.(*os.File); ok {
+			tmp = file.Name()
 		}
 		h := fsverity.New()
-		if err := erofs.Write(io.MultiWriter(w, h), t, imageOptions); err != nil {
+		if err := erofs.Write(io.MultiWriter(f, h), t, imageOptions); err != nil {
 			return err
 		}
 		digest = h.Sum32()
 		return nil
 	}, func() error {
-		if verity {
+		if w.verity {
 			if tmp == "" {
 				return errors.New("fs-verity: no temporary file to enable it on")
 			}
@@ -94,9 +108,12 @@ func writeImageVerity(path string, t *tree.Tree, verity bool) error {
 				return err
 			}
 		}
-		return writeFileAtomic(path+digestSuffix, []byte(fsverity.Hex(digest)+"\n"))
+		data := []byte(fsverity.Hex(digest) + "\n")
+		if !w.durable {
+			return writeUnsyncedThen(path+digestSuffix, func(f io.Writer) error { _, err := f.Write(data); return err }, nil)
+		}
+		return writeFileAtomic(path+digestSuffix, data)
 	})
-	return err
 }
 
 // digestSuffix names the file holding an image's fs-verity digest.

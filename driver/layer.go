@@ -436,12 +436,23 @@ func writeAtomic(path string, write func(io.Writer) error) error {
 // writeAtomicThen is writeAtomic that runs before (if not nil) after the
 // file is written and synced, just before it is renamed into place.
 func writeAtomicThen(path string, write func(io.Writer) error, before func() error) error {
+	return writeTempThen(path, write, before, true)
+}
+
+// writeUnsyncedThen is writeAtomicThen without the sync: the file
+// appears whole or not at all while the system runs, but a crash can
+// leave it torn (for caches checked before use).
+func writeUnsyncedThen(path string, write func(io.Writer) error, before func() error) error {
+	return writeTempThen(path, write, before, false)
+}
+
+func writeTempThen(path string, write func(io.Writer) error, before func() error, sync bool) error {
 	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
 	if err != nil {
 		return fmt.Errorf("cfs: write %s: %w", path, err)
 	}
 	werr := write(f)
-	if werr == nil {
+	if werr == nil && sync {
 		werr = f.Sync()
 	}
 	if cerr := f.Close(); werr == nil {
