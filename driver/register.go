@@ -34,8 +34,11 @@ func Init(home string, options graphdriver.Options) (graphdriver.Driver, error) 
 			return nil, fmt.Errorf("cfs: init %s: %w", home, err)
 		}
 	}
-	// The assignment makes the compiler check that the adapter, with the
-	// inferred cleanup type, is a full DiffGetterDriver.
-	var drv graphdriver.DiffGetterDriver = newAdapter(graphdriver.ProtoDriver.DeferredRemove, c)
+	// The assignments make the compiler check that the adapter, with the
+	// inferred cleanup type, is a full DiffGetterDriver and a
+	// DriverWithDiffer (partial pulls, partial.go).
+	a := newAdapter(graphdriver.ProtoDriver.DeferredRemove, c)
+	var _ graphdriver.DriverWithDiffer = a
+	var drv graphdriver.DiffGetterDriver = a
 	return drv, nil
 }
