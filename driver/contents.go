@@ -1,10 +1,12 @@
 package driver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -95,7 +97,7 @@ func (c *contents) commit(ctx context.Context, id string, build func(layers.Cont
 			in.Abort()
 		}
 	}()
-	insertOpts, err := c.host.insertOptions(ctx)
+	insertOpts, err := c.insertOptions(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -117,6 +119,93 @@ func (c *contents) commit(ctx context.Context, id string, build func(layers.Cont
 	}
 	committed = true
 	return diff, nil
+}
+
+// insertOptions are the dedup options for storing a content: the host
+// repository's objects and then the other stores' (read-only image
+// stores, a split store's other home) are looked up for one to link in.
+func (c *contents) insertOptions(ctx context.Context) (dedup.InsertOptions, error) {
+	opts, err := c.host.insertOptions(ctx)
+	if err != nil || len(c.ro) == 0 {
+		return opts, err
+	}
+	stores := storeAlternate{dirs: c.ro}
+	if opts.Alternate == nil {
+		return dedup.InsertOptions{AlternateMode: dedup.LinkAuto, Alternate: stores, TrustAlternate: true}, nil
+	}
+	opts.Alternate = alternates{opts.Alternate, stores}
+	return opts, nil
+}
+
+// storeAlternate finds a content among other cfs stores' objects (named
+// by the same digests), and checks it byte for byte before offering it:
+// another store's damage must not enter this one.
+type storeAlternate struct{ dirs []string }
+
+// Find implements dedup.Alternate.
+func (a storeAlternate) Find(_ context.Context, d dedup.Digest, size int64, content io.ReaderAt) (dedup.Candidate, bool, error) {
+	for _, dir := range a.dirs {
+		p := filepath.Join(dir, payloadPath(d))
+		f, err := os.Open(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return dedup.Candidate{}, false, err
+		}
+		same, err := sameContent(f, content, size)
+		f.Close()
+		if err != nil {
+			return dedup.Candidate{}, false, fmt.Errorf("object %s: %w", p, err)
+		}
+		if !same {
+			return dedup.Candidate{}, false, fmt.Errorf("object %s does not hold the content it is named for", p)
+		}
+		return dedup.Candidate{Path: p}, true, nil
+	}
+	return dedup.Candidate{}, false, nil
+}
+
+// sameContent reports whether f holds exactly size bytes equal to want's.
+func sameContent(f *os.File, want io.ReaderAt, size int64) (bool, error) {
+	st, err := f.Stat()
+	if err != nil || st.Size() != size {
+		return false, err
+	}
+	a, b := make([]byte, 1<<16), make([]byte, 1<<16)
+	for off := int64(0); off < size; {
+		n := int(min(int64(len(a)), size-off))
+		if _, err := f.ReadAt(a[:n], off); err != nil {
+			return false, err
+		}
+		if _, err := want.ReadAt(b[:n], off); err != nil {
+			return false, err
+		}
+		if !bytes.Equal(a[:n], b[:n]) {
+			return false, nil
+		}
+		off += int64(n)
+	}
+	return true, nil
+}
+
+// alternates asks each Alternate in turn; the first that finds the
+// content wins, and a failed lookup does not stop the next one.
+type alternates []dedup.Alternate
+
+// Find implements dedup.Alternate.
+func (as alternates) Find(ctx context.Context, d dedup.Digest, size int64, content io.ReaderAt) (dedup.Candidate, bool, error) {
+	var errs []error
+	for _, a := range as {
+		c, found, err := a.Find(ctx, d, size, content)
+		if found {
+			return c, true, nil
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return dedup.Candidate{}, false, errors.Join(errs...)
 }
 
 // pinTree pins every object t uses in the session, including those it

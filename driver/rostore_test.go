@@ -15,6 +15,7 @@ import (
 	graphdriver "go.podman.io/storage/drivers"
 	"golang.org/x/sys/unix"
 
+	"github.com/cfs-storage/cfs-storage/dedup"
 	"github.com/cfs-storage/cfs-storage/layers/tree"
 	"github.com/cfs-storage/cfs-storage/tests/tarfix"
 	"github.com/cfs-storage/cfs-storage/tests/testutil"
@@ -42,7 +43,8 @@ func testReadOnlyStore(t *testing.T, roRoot string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	applyLayer(t, a, "base", "", mustTar(t, tarfix.Dir("etc/"), tarfix.File("etc/big", big), tarfix.File("etc/gone", "x"), tarfix.File("small", "s")))
+	other := strings.Repeat("only in the read-only store ", 300)
+	applyLayer(t, a, "base", "", mustTar(t, tarfix.Dir("etc/"), tarfix.File("etc/big", big), tarfix.File("etc/gone", "x"), tarfix.File("small", "s"), tarfix.File("other", other)))
 	must(t, a.create(ctx, "leaf", "base", imageLayer))
 	upper := a.layers.upperDir("leaf")
 	must(t, os.WriteFile(filepath.Join(upper, "leaf-file"), []byte(strings.Repeat("leaf ", 100)), 0o644))
@@ -55,7 +57,7 @@ func testReadOnlyStore(t *testing.T, roRoot string) {
 	must(t, unix.Mount(roRoot, ro, "", unix.MS_BIND, ""))
 	t.Cleanup(func() { unix.Unmount(ro, unix.MNT_DETACH) })
 	must(t, unix.Mount("", ro, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""))
-	before := treeState(t, roRoot)
+	untouched := treeState(t, roRoot)
 
 	opts := defaultOptions()
 	opts.ImageStores = []string{ro}
@@ -122,12 +124,24 @@ func testReadOnlyStore(t *testing.T, roRoot string) {
 	expectFile(t, filepath.Join(mnt, "etc/big"), big)
 	expectFile(t, filepath.Join(mnt, "leaf-file"), strings.Repeat("leaf ", 100))
 	must(t, b.put("child"))
+	// A new layer with a content the read-only store has: linked or
+	// copied from there, not written from the stream.
+	written := func() int64 {
+		st, err := b.contents.objects.Stats(ctx)
+		must(t, err)
+		return st.ByMode[dedup.LinkWritten].Objects
+	}
+	before := written()
+	applyLayer(t, b, "fresh", "", mustTar(t, tarfix.File("copy-of-other", other)))
+	if after := written(); after != before {
+		t.Errorf("%d objects written from the stream for a content the read-only store has", after-before)
+	}
 	problems, err := b.checkImages(ctx, CheckRepair)
 	if err != nil || len(problems) > 0 {
 		t.Errorf("check: %v, %+v", err, problems)
 	}
-	if after := treeState(t, roRoot); after != before {
-		t.Errorf("the read-only store changed:\nbefore %s\nafter  %s", before, after)
+	if after := treeState(t, roRoot); after != untouched {
+		t.Errorf("the read-only store changed:\nbefore %s\nafter  %s", untouched, after)
 	}
 
 	// The read-only store is updated between runs: a new layer shows,
