@@ -169,9 +169,11 @@ func (d *core) stageDiff(differ graphdriver.Differ, m *idtools.IDMappings) (grap
 		GIDMaps:        m.GIDs(),
 		WhiteoutFormat: archive.OverlayWhiteoutFormat,
 	}, &graphdriver.DifferOptions{
-		Format:           graphdriver.DifferOutputFormatFlat,
-		UseFsVerity:      graphdriver.DifferFsVerityDisabled, // cfs computes its own digests
-		StagingDirectory: root,
+		// No StagingDirectory (for reflinked chunks): podman vendors a
+		// c/storage without the field, and cfs must build there too
+		// (scripts/build-podman.sh).
+		Format:      graphdriver.DifferOutputFormatFlat,
+		UseFsVerity: graphdriver.DifferFsVerityDisabled, // cfs computes its own digests
 	})
 	out.Target = target
 	if err != nil {
