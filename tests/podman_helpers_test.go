@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -604,4 +605,30 @@ func pmDiffLines(a, b []string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// pmStoreState lists every file under root with its size and modification
+// time, skipping lock files (c/storage takes read locks on a read-only
+// store's, which may touch them): equal states mean no content changed.
+func pmStoreState(t *testing.T, root string) string {
+	t.Helper()
+	var lines []string
+	err := filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if strings.HasSuffix(p, ".lock") {
+			return nil
+		}
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		lines = append(lines, fmt.Sprintf("%s %d %s", strings.TrimPrefix(p, root), info.Size(), info.ModTime().Format(time.RFC3339Nano)))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(lines, "\n")
 }

@@ -455,6 +455,40 @@ mountopt = "nodev,metacopy=on"
 
 [storage.options.thinpool]
 `
+	// A store seeded with the images serves another as a read-only
+	// image store (additionalimagestores): the images list and run there,
+	// a container's commit stays in the writable store, and the seed is
+	// not written.
+	eachDriver("additional-image-store", func(t *testing.T, driver string) {
+		seed := newPodmanStore(t, bin, ns, driver, storeConfig{})
+		pullRun(t, seed)
+		// The --rm container's cleanup (podman run by conmon) may still
+		// be closing the seed store: wait until it stops changing.
+		before := pmStoreState(t, seed.graph)
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); {
+			time.Sleep(500 * time.Millisecond)
+			now := pmStoreState(t, seed.graph)
+			if now == before {
+				break
+			}
+			before = now
+		}
+		s := newPodmanStore(t, bin, ns, driver, storeConfig{extra: fmt.Sprintf("[storage.options]\nadditionalimagestores = [%q]\n", seed.graph)})
+		if out := s.ok(t, "images", "--format", "{{.Repository}}:{{.Tag}} {{.ReadOnly}}"); !strings.Contains(out, pmBase+" true") {
+			t.Errorf("images of the read-only store: %q", out)
+		}
+		pullRun(t, s) // the images are found there: nothing to pull
+		s.ok(t, "run", "--name", "c1", pmBase, "sh", "-c", "echo changed > /etc/motd")
+		s.ok(t, "commit", "-q", "c1", "localhost/committed")
+		if out := s.ok(t, "run", "--rm", "localhost/committed", "cat", "/etc/motd"); strings.TrimSpace(out) != "changed" {
+			t.Errorf("committed image: %q", out)
+		}
+		s.ok(t, "rm", "c1")
+		if after := pmStoreState(t, seed.graph); after != before {
+			t.Errorf("the read-only store changed (- before, + after):\n%s", pmDiffLines(strings.Split(before, "\n"), strings.Split(after, "\n")))
+		}
+	})
+
 	eachDriver("fedora-storage-conf", func(t *testing.T, driver string) {
 		s := newPodmanStore(t, bin, ns, driver, storeConfig{storageConf: fedoraStorageConf})
 		pullRun(t, s)
