@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"go.podman.io/image/v5/copy"
+	"go.podman.io/image/v5/pkg/compression"
 	"go.podman.io/image/v5/types"
 	storage "go.podman.io/storage"
 
@@ -21,8 +22,16 @@ type PushOptions struct {
 	// uncompressed layer keeps its digest; by default layers are
 	// compressed with gzip, as podman pushes them.
 	DisableCompression bool
-	Quiet              bool
-	Stderr             io.Writer
+	// CompressionFormat, if set, compresses layers with that algorithm
+	// (gzip, zstd, zstd:chunked), as podman push --compression-format;
+	// CompressionLevel, if not nil, is its level. ForceCompression
+	// recompresses layers already compressed otherwise (podman's
+	// --force-compression, on by default when a format is given).
+	CompressionFormat string
+	CompressionLevel  *int
+	ForceCompression  bool
+	Quiet             bool
+	Stderr            io.Writer
 }
 
 // Push copies image nameOrID from the store to dest (c/image transport
@@ -58,10 +67,24 @@ func Push(ctx context.Context, store storage.Store, nameOrID, dest string, o Pus
 	if o.DisableCompression {
 		destSys.DirForceDecompress = true
 	}
+	force := false
+	if o.CompressionFormat != "" {
+		if o.DisableCompression {
+			return nil, fmt.Errorf("push image %s: --compression-format and --disable-compression exclude each other", shortID(img.ID))
+		}
+		algo, err := compression.AlgorithmByName(o.CompressionFormat)
+		if err != nil {
+			return nil, fmt.Errorf("push image %s: --compression-format: %w", shortID(img.ID), err)
+		}
+		destSys.CompressionFormat = &algo
+		destSys.CompressionLevel = o.CompressionLevel
+		force = o.ForceCompression
+	}
 	man, err := copy.Image(ctx, pc, destRef, srcRef, &copy.Options{
-		SourceCtx:      &types.SystemContext{BigFilesTemporaryDir: tmp.Path},
-		DestinationCtx: destSys,
-		ReportWriter:   reportWriter(o.Stderr, o.Quiet),
+		SourceCtx:              &types.SystemContext{BigFilesTemporaryDir: tmp.Path},
+		DestinationCtx:         destSys,
+		ReportWriter:           reportWriter(o.Stderr, o.Quiet),
+		ForceCompressionFormat: force,
 	})
 	if err != nil {
 		return nil, withHint(fmt.Errorf("push image %s (%s) to %s: %w", shortID(img.ID), DisplayName(img), dest, err))
@@ -71,7 +94,7 @@ func Push(ctx context.Context, store storage.Store, nameOrID, dest string, o Pus
 
 // PushCommand is `cfs-storage push`.
 func PushCommand() app.Command {
-	const usage = "[--tls-verify=false] [--disable-compression] [-q] IMAGE DEST"
+	const usage = "[--tls-verify=false] [--disable-compression | --compression-format gzip|zstd|zstd:chunked [--compression-level N] [--force-compression=false]] [-q] IMAGE DEST"
 	return app.Command{
 		Name: "push", Usage: usage,
 		Help: "copy an image from the store to DEST (oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, docker://REF)",
@@ -80,6 +103,9 @@ func PushCommand() app.Command {
 			o := PushOptions{Stderr: g.Stderr}
 			o.addFlags(fs)
 			fs.BoolVar(&o.DisableCompression, "disable-compression", false, "do not compress layers (an uncompressed layer keeps its digest)")
+			fs.StringVar(&o.CompressionFormat, "compression-format", "", "compress layers with gzip, zstd or zstd:chunked (zstd:chunked allows partial pulls)")
+			level := fs.Int("compression-level", -1, "compression level of --compression-format (default: the format's)")
+			fs.BoolVar(&o.ForceCompression, "force-compression", true, "with --compression-format, recompress layers compressed otherwise")
 			fs.BoolVar(&o.Quiet, "q", false, "suppress progress output")
 			fs.BoolVar(&o.Quiet, "quiet", false, "suppress progress output")
 			pos, err := app.ParseInterspersed(fs, args)
@@ -88,6 +114,9 @@ func PushCommand() app.Command {
 			}
 			if err := app.WantArgs("push", pos, 2, 2, usage); err != nil {
 				return err
+			}
+			if *level >= 0 {
+				o.CompressionLevel = level
 			}
 			store, err := g.OpenStore()
 			if err != nil {
