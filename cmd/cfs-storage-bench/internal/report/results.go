@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -56,6 +57,24 @@ type Results struct {
 	// Extras are texts shown in the report and written to their own
 	// files (for example `cfs-storage df` output).
 	Extras []Extra `json:"extras,omitempty"`
+	// Failures are the parts of scenarios a driver could not complete:
+	// their rows show "failed [n]" for it, and the error text below.
+	Failures []Failure `json:"failures,omitempty"`
+	// Remarks are short lines printed under the table (for example
+	// which mode a driver variant really ran in).
+	Remarks []string `json:"remarks,omitempty"`
+}
+
+// Failure is a scenario, or the metrics of it named with a prefix, that
+// a driver could not complete.
+type Failure struct {
+	Scenario string `json:"scenario"`
+	Driver   string `json:"driver"`
+	// Metrics is the prefix of the metric names it stands for ("" for
+	// every metric of the scenario the driver has no value of).
+	Metrics string `json:"metrics,omitempty"`
+	// Error is the error text.
+	Error string `json:"error"`
 }
 
 // Extra is a text attached to a scenario.
@@ -68,6 +87,35 @@ type Extra struct {
 
 // Add records a measurement.
 func (r *Results) Add(m Measurement) { r.Measurements = append(r.Measurements, m) }
+
+// Fail records a failure; a second one for the same scenario, driver
+// and metrics is dropped (the first error is the one reported).
+func (r *Results) Fail(f Failure) {
+	if r.failure(f.Scenario, f.Driver, f.Metrics) < 0 {
+		r.Failures = append(r.Failures, f)
+	}
+}
+
+// failure returns the index of the failure that covers a metric of a
+// scenario on a driver, or -1.
+func (r *Results) failure(scenario, driver, metric string) int {
+	for i, f := range r.Failures {
+		if f.Scenario == scenario && f.Driver == driver && strings.HasPrefix(metric, f.Metrics) {
+			return i
+		}
+	}
+	return -1
+}
+
+// Failed reports whether a driver failed (part of) a scenario.
+func (r *Results) Failed(scenario, driver string) bool {
+	for _, f := range r.Failures {
+		if f.Scenario == scenario && f.Driver == driver {
+			return true
+		}
+	}
+	return false
+}
 
 // Find returns the value of a measurement, or false.
 func (r *Results) Find(scenario, driver, metric string) (float64, bool) {

@@ -55,6 +55,11 @@ func (r *Results) Chart(scenario string) string {
 		for i, d := range r.Drivers {
 			v, ok := rw.values[d]
 			if !ok {
+				if r.failure(rw.scenario, d, rw.metric) >= 0 {
+					fmt.Fprintf(&body, `<text x="%d" y="%d" text-anchor="end">%s</text>`, labelW-6, y+12, esc(d))
+					fmt.Fprintf(&body, `<text x="%d" y="%d" fill="#d62728">%s</text>`+"\n", labelW+4, y+12, esc(r.cell(rw, d)))
+					y += barH + gap
+				}
 				continue
 			}
 			w := 0.0
@@ -64,7 +69,7 @@ func (r *Results) Chart(scenario string) string {
 			colour := palette[i%len(palette)]
 			fmt.Fprintf(&body, `<text x="%d" y="%d" text-anchor="end">%s</text>`, labelW-6, y+12, esc(d))
 			fmt.Fprintf(&body, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>`, labelW, y, w, barH, colour)
-			fmt.Fprintf(&body, `<text x="%.1f" y="%d">%s</text>`+"\n", float64(labelW)+w+4, y+12, esc(rw.cell(d)))
+			fmt.Fprintf(&body, `<text x="%.1f" y="%d">%s</text>`+"\n", float64(labelW)+w+4, y+12, esc(r.cell(rw, d)))
 			y += barH + gap
 		}
 		y += groupGap

@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,7 +17,8 @@ type row struct {
 }
 
 // rows groups measurements by scenario and metric, in the order they
-// were recorded.
+// were recorded. A failure that covers no recorded metric gets a row of
+// its own, so that a driver's failure never goes without a row.
 func (r *Results) rows(scenario string) []*row {
 	var out []*row
 	index := map[string]*row{}
@@ -34,13 +36,49 @@ func (r *Results) rows(scenario string) []*row {
 		rw.values[m.Driver] = m.Value
 		rw.primary = rw.primary || m.Primary
 	}
+	for _, f := range r.Failures {
+		if scenario != "" && f.Scenario != scenario {
+			continue
+		}
+		covered := false
+		for _, rw := range out {
+			if rw.scenario == f.Scenario && strings.HasPrefix(rw.metric, f.Metrics) {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			metric := strings.TrimSuffix(strings.TrimSpace(f.Metrics), ":")
+			if metric == "" {
+				metric = "(every metric)"
+			}
+			out = append(out, &row{scenario: f.Scenario, metric: metric, values: map[string]float64{}})
+		}
+	}
+	if scenario == "" {
+		// Keep each scenario's rows together, in the order scenarios
+		// first appear.
+		var order []string
+		for _, rw := range out {
+			if !slices.Contains(order, rw.scenario) {
+				order = append(order, rw.scenario)
+			}
+		}
+		slices.SortStableFunc(out, func(a, b *row) int {
+			return slices.Index(order, a.scenario) - slices.Index(order, b.scenario)
+		})
+	}
 	return out
 }
 
-// cell formats a driver's value with its ratio to the reference.
-func (rw *row) cell(driver string) string {
+// cell formats a driver's value with its ratio to the reference, or
+// "failed [n]" (n numbering Failures from 1) when a failure covers it.
+func (r *Results) cell(rw *row, driver string) string {
 	v, ok := rw.values[driver]
 	if !ok {
+		if i := r.failure(rw.scenario, driver, rw.metric); i >= 0 {
+			return fmt.Sprintf("failed [%d]", i+1)
+		}
 		return "–"
 	}
 	s := FormatValue(v, rw.unit)
@@ -48,6 +86,20 @@ func (rw *row) cell(driver string) string {
 		s += fmt.Sprintf(" (%s)", formatRatio(v/ref))
 	}
 	return s
+}
+
+// failureLines are the failures, numbered as in the cells, one line
+// each (the error text on one line).
+func (r *Results) failureLines() []string {
+	var out []string
+	for i, f := range r.Failures {
+		what := f.Scenario
+		if m := strings.TrimSuffix(strings.TrimSpace(f.Metrics), ":"); m != "" {
+			what += " (" + m + ")"
+		}
+		out = append(out, fmt.Sprintf("[%d] %s, %s: %s", i+1, f.Driver, what, strings.Join(strings.Fields(f.Error), " ")))
+	}
+	return out
 }
 
 func formatRatio(x float64) string {
@@ -101,11 +153,23 @@ func (r *Results) Table() string {
 	for _, rw := range r.rows("") {
 		cells := make([]string, len(r.Drivers))
 		for i, d := range r.Drivers {
-			cells[i] = rw.cell(d)
+			cells[i] = r.cell(rw, d)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t\n", rw.scenario, rw.metric, strings.Join(cells, "\t"))
 	}
 	tw.Flush()
+	if lines := r.failureLines(); len(lines) > 0 {
+		b.WriteString("\nfailures (the run went on without them):\n")
+		for _, l := range lines {
+			b.WriteString(l + "\n")
+		}
+	}
+	if len(r.Remarks) > 0 {
+		b.WriteString("\n")
+		for _, l := range r.Remarks {
+			b.WriteString(l + "\n")
+		}
+	}
 	return b.String()
 }
 
@@ -133,7 +197,7 @@ func (r *Results) Markdown(charts map[string]string) string {
 		for _, rw := range rows {
 			cells := make([]string, len(r.Drivers))
 			for i, d := range r.Drivers {
-				cells[i] = rw.cell(d)
+				cells[i] = r.cell(rw, d)
 			}
 			fmt.Fprintf(&b, "| %s | %s |\n", rw.metric, strings.Join(cells, " | "))
 		}
@@ -144,6 +208,20 @@ func (r *Results) Markdown(charts map[string]string) string {
 			if e.Scenario == sc {
 				fmt.Fprintf(&b, "\n%s (`%s`):\n\n```\n%s\n```\n", e.Title, e.File, strings.TrimRight(e.Text, "\n"))
 			}
+		}
+		b.WriteString("\n")
+	}
+	if lines := r.failureLines(); len(lines) > 0 {
+		b.WriteString("## Failures\n\nA driver that fails a scenario, or an image in it, gets `failed [n]` in the rows it would have filled; the run goes on without it.\n\n")
+		for _, l := range lines {
+			fmt.Fprintf(&b, "- %s\n", l)
+		}
+		b.WriteString("\n")
+	}
+	if len(r.Remarks) > 0 {
+		b.WriteString("## Remarks\n\n")
+		for _, l := range r.Remarks {
+			fmt.Fprintf(&b, "- %s\n", l)
 		}
 		b.WriteString("\n")
 	}
