@@ -58,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	pullRuns := fs.Int("pull-runs", 0, "pulls per driver, median reported (default 5, 1 with --quick)")
 	drivers := fs.String("drivers", strings.Join(scenario.Drivers, ","), "drivers to measure")
 	scenarios := fs.String("scenarios", strings.Join(scenario.All, ","), "scenarios to run")
+	sources := fs.String("sources", strings.Join(scenario.Sources, ","), "pull sources: the corpus's OCI layout, and docker-registry on 127.0.0.1 serving it as zstd:chunked")
+	fs.StringVar(&o.CLI, "cfs-storage", "", "the cfs-storage binary, for df and as overlay-composefs's mkcomposefs (default: next to this program, else on PATH)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	traceFile := fs.String("trace", "", "write a Go execution trace of the whole run to this file (go tool trace)")
 	fs.Usage = func() {
@@ -88,7 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			o.PullRuns = 1
 		}
 	}
-	o.Drivers, o.Scenarios = splitList(*drivers), splitList(*scenarios)
+	o.Drivers, o.Scenarios, o.Sources = splitList(*drivers), splitList(*scenarios), splitList(*sources)
 	for _, rec := range []struct {
 		name, path string
 		start      func(io.Writer) error

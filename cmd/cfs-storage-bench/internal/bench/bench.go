@@ -28,8 +28,12 @@ type Options struct {
 	Runs int
 	// PullRuns is the number of pulls per driver (median reported).
 	PullRuns int
-	// Drivers and Scenarios select what runs.
-	Drivers, Scenarios []string
+	// Drivers and Scenarios select what runs, Sources where pulls come
+	// from.
+	Drivers, Scenarios, Sources []string
+	// CLI is the cfs-storage binary ("": next to this program, else on
+	// PATH): `cfs-storage df`, and overlay-composefs's mkcomposefs.
+	CLI string
 	// Command is the command line, for the report.
 	Command string
 	// Stdout receives the table, Progress the progress lines.
@@ -44,14 +48,20 @@ func Run(ctx context.Context, o Options) (*report.Results, error) {
 	if err := scenario.Validate(o.Drivers, o.Scenarios, o.Runs); err != nil {
 		return nil, err
 	}
+	if err := scenario.ValidateSources(o.Sources); err != nil {
+		return nil, err
+	}
+	if o.CLI == "" {
+		o.CLI = findCLI()
+	}
 	started := time.Now()
 	c, err := corpus.Load(ctx, corpus.Options{CacheDir: o.Cache, Quick: o.Quick, Progress: o.Progress})
 	if err != nil {
 		return nil, err
 	}
 	res, err := scenario.Run(ctx, scenario.Config{
-		Corpus: c, Drivers: o.Drivers, Scenarios: o.Scenarios, Runs: o.Runs, PullRuns: o.PullRuns,
-		WorkDir: filepath.Join(o.Cache, "work"), Progress: o.Progress, CLI: findCLI(),
+		Corpus: c, Drivers: o.Drivers, Scenarios: o.Scenarios, Sources: o.Sources, Runs: o.Runs, PullRuns: o.PullRuns,
+		WorkDir: filepath.Join(o.Cache, "work"), Progress: o.Progress, CLI: o.CLI,
 	})
 	if err != nil {
 		return nil, err

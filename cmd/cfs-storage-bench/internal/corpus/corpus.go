@@ -91,7 +91,7 @@ type Options struct {
 // Versions of the recipes: change one when its recipe changes.
 const (
 	DebianVersion = "debian-bookworm-3"
-	QuickVersion  = "quick-3"
+	QuickVersion  = "quick-4"
 )
 
 const manifestName = "corpus.json"

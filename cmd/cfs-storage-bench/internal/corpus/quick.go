@@ -102,7 +102,18 @@ func quickSpecs(rng *rand.Rand, shared map[string]string) []quickSpec {
 		}
 		multi.stages = append(multi.stages, s)
 	}
-	return append(specs, multi)
+	// swap: 21 layers; a file becomes a directory, and entries under
+	// that directory are deleted.
+	swap := quickSpec{name: "swap", desc: "base + 20 layers: a file, the file replaced by a directory, entries under that directory deleted, then 17 small layers"}
+	swap.stages = []stage{
+		{what: "a file", write: map[string]string{"opt/swap/item": "a file\n", "opt/swap/keep": "kept\n"}},
+		{what: "a directory replaces the file", remove: []string{"opt/swap/item"}, write: map[string]string{"opt/swap/item/a": "a\n", "opt/swap/item/b": "b\n", "opt/swap/item/c": "c\n"}},
+		{what: "entries under the directory deleted", remove: []string{"opt/swap/item/a", "opt/swap/item/b"}},
+	}
+	for i := range 17 {
+		swap.stages = append(swap.stages, stage{what: fmt.Sprintf("small layer %d", i), write: map[string]string{fmt.Sprintf("opt/swap/layer%02d", i): fmt.Sprintf("layer %d\n", i)}})
+	}
+	return append(specs, multi, swap)
 }
 
 // programFiles returns the files a program needs (itself and the

@@ -101,7 +101,7 @@ func TestFailureRows(t *testing.T) {
 	if l := find("(every metric)"); !strings.HasPrefix(l, "start") || !strings.Contains(l, "failed [2]") {
 		t.Errorf("a failure with no recorded metric has no row of its own: %q", l)
 	}
-	for _, want := range []string{"[1] overlay-composefs, pull (registry): pull deep: apply layer 21: whiteout under a replaced file", "[2] overlay-composefs, start: start image python not pulled"} {
+	for _, want := range []string{"[1] overlay-composefs, pull (registry): pull deep: apply layer 21: | whiteout under a replaced file", "[2] overlay-composefs, start: start image python not pulled"} {
 		if !strings.Contains(tab, want) {
 			t.Errorf("table lacks the failure line %q:\n%s", want, tab)
 		}

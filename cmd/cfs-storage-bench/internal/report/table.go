@@ -97,7 +97,13 @@ func (r *Results) failureLines() []string {
 		if m := strings.TrimSuffix(strings.TrimSpace(f.Metrics), ":"); m != "" {
 			what += " (" + m + ")"
 		}
-		out = append(out, fmt.Sprintf("[%d] %s, %s: %s", i+1, f.Driver, what, strings.Join(strings.Fields(f.Error), " ")))
+		var parts []string
+		for _, l := range strings.Split(f.Error, "\n") {
+			if l = strings.Join(strings.Fields(l), " "); l != "" {
+				parts = append(parts, l)
+			}
+		}
+		out = append(out, fmt.Sprintf("[%d] %s, %s: %s", i+1, f.Driver, what, strings.Join(parts, " | ")))
 	}
 	return out
 }

@@ -36,36 +36,53 @@ func (r *runner) depthScenario(ctx context.Context, stores []*benchStore) error 
 	for _, bs := range stores {
 		ids, err := r.putDepthImages(bs, depths)
 		if err != nil {
-			return fmt.Errorf("%s: %w", bs.label, err)
+			r.fail("depth", bs, err)
+			continue
 		}
 		images[bs.label] = ids
 	}
+	failed := func(bs *benchStore, d int, err error) error {
+		if ctx.Err() != nil {
+			return err
+		}
+		r.fail("depth", bs, fmt.Errorf("depth %d: %w", d, err))
+		return nil
+	}
 	for _, d := range depths {
 		mounts, starts := map[string][]time.Duration{}, map[string][]time.Duration{}
-		for _, bs := range stores {
+		for _, bs := range r.live("depth", stores) {
 			first, err := r.cycle(ctx, bs, images[bs.label][d], nil)
 			if err != nil {
-				return fmt.Errorf("%s: depth %d: %w", bs.label, d, err)
+				if err := failed(bs, d, err); err != nil {
+					return err
+				}
+				continue
 			}
 			r.add("depth", bs.label, "first mount, "+layers(d), ms(first.mount), "ms", false)
 		}
-		for _, group := range groups(stores) {
+		for _, group := range groups(r.live("depth", stores)) {
 			for i := range r.cfg.Runs {
 				for _, bs := range rotated(group, i) {
+					if r.res.Failed("depth", bs.label) {
+						continue
+					}
 					img := images[bs.label][d]
 					p, err := r.cycle(ctx, bs, img, nil)
-					if err != nil {
-						return fmt.Errorf("%s: depth %d: %w", bs.label, d, err)
+					if err == nil {
+						mounts[bs.label] = append(mounts[bs.label], p.mount)
+						p, err = r.cycle(ctx, bs, img, []string{"/bin/true"})
 					}
-					mounts[bs.label] = append(mounts[bs.label], p.mount)
-					if p, err = r.cycle(ctx, bs, img, []string{"/bin/true"}); err != nil {
-						return fmt.Errorf("%s: depth %d: %w", bs.label, d, err)
+					if err != nil {
+						if err := failed(bs, d, err); err != nil {
+							return err
+						}
+						continue
 					}
 					starts[bs.label] = append(starts[bs.label], p.total())
 				}
 			}
 		}
-		for _, bs := range stores {
+		for _, bs := range r.live("depth", stores) {
 			m, s := median(mounts[bs.label]), median(starts[bs.label])
 			r.add("depth", bs.label, "mount, "+layers(d)+" (median)", ms(m), "ms", true)
 			r.add("depth", bs.label, "start, "+layers(d)+" (median)", ms(s), "ms", false)

@@ -3,6 +3,7 @@ package scenario
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,9 +16,11 @@ import (
 	"go.podman.io/image/v5/signature"
 	istorage "go.podman.io/image/v5/storage"
 	"go.podman.io/image/v5/transports/alltransports"
+	"go.podman.io/image/v5/types"
 	"golang.org/x/sys/unix"
 
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage-bench/internal/corpus"
+	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage-bench/internal/report"
 )
 
 // ioCounters are the bytes this process and its waited-for children
@@ -100,37 +103,44 @@ func policyContext() (*signature.PolicyContext, error) {
 	return pc, nil
 }
 
-// pullImages pulls every corpus image into the store, returning the
-// wall time.
-func (r *runner) pullImages(ctx context.Context, bs *benchStore) (time.Duration, error) {
+// pullImages pulls every corpus image from src into the store,
+// returning the wall time. An image the driver fails to pull is
+// skipped (the others are pulled) and named in failed.
+func (r *runner) pullImages(ctx context.Context, bs *benchStore, src string) (elapsed time.Duration, failed error) {
 	pc, err := policyContext()
 	if err != nil {
 		return 0, err
 	}
 	defer pc.Destroy()
 	c := r.cfg.Corpus
+	var errs []error
 	start := time.Now()
 	for i, img := range c.Images {
-		r.logf("[pull] %s: image %d/%d %s", bs.label, i+1, len(c.Images), img.Name)
-		if err := r.pullOne(ctx, pc, bs, img); err != nil {
-			return 0, err
+		r.logf("[pull] %s: image %d/%d %s from %s", bs.label, i+1, len(c.Images), img.Name, src)
+		if err := r.pullOne(ctx, pc, bs, img, src); err != nil {
+			if ctx.Err() != nil {
+				return 0, ctx.Err()
+			}
+			r.logf("[pull] %s: image %s from %s FAILED: %v", bs.label, img.Name, src, err)
+			errs = append(errs, err)
 		}
 	}
-	return time.Since(start), nil
+	return time.Since(start), errors.Join(errs...)
 }
 
-// pullOne copies one image of the corpus into bs.
-func (r *runner) pullOne(ctx context.Context, pc *signature.PolicyContext, bs *benchStore, img corpus.Image) error {
-	c := r.cfg.Corpus
-	src, err := alltransports.ParseImageName(c.Ref(img))
+// pullOne copies one image of the corpus from src into bs.
+func (r *runner) pullOne(ctx context.Context, pc *signature.PolicyContext, bs *benchStore, img corpus.Image, src string) error {
+	ref, sctx := r.sourceRef(src, img)
+	srcRef, err := alltransports.ParseImageName(ref)
 	if err != nil {
-		return fmt.Errorf("source %s: %w", c.Ref(img), err)
+		return fmt.Errorf("source %s: %w", ref, err)
 	}
 	dst, err := istorage.Transport.ParseStoreReference(bs.store, "localhost/bench/"+img.Name+":latest")
 	if err != nil {
 		return fmt.Errorf("destination for %s: %w", img.Name, err)
 	}
-	if _, err := copy.Image(ctx, pc, dst, src, &copy.Options{}); err != nil {
+	opts := &copy.Options{SourceCtx: sctx, DestinationCtx: &types.SystemContext{BlobInfoCacheDir: r.cacheDir}}
+	if _, err := copy.Image(ctx, pc, dst, srcRef, opts); err != nil {
 		return fmt.Errorf("pull %s: %w", img.Name, err)
 	}
 	simg, err := istorage.Transport.GetStoreImage(bs.store, dst)
@@ -141,87 +151,137 @@ func (r *runner) pullOne(ctx context.Context, pc *signature.PolicyContext, bs *b
 	return nil
 }
 
-// warmUp pulls the corpus's first image into a scratch overlay store and
-// drops it, untimed: the first pull of the process pays one-time costs
-// (heap growth, go.podman.io/image set-up) that would otherwise fall on
-// whichever driver is measured first.
-func (r *runner) warmUp(ctx context.Context) error {
-	bs, err := r.openStore("overlay")
-	if err != nil {
-		return err
+// warmUp pulls the corpus's first image from each source into a
+// scratch overlay store and drops it, untimed: the first pull of the
+// process pays one-time costs (heap growth, go.podman.io/image set-up,
+// the first HTTP connection) that would otherwise fall on whichever
+// driver is measured first.
+func (r *runner) warmUp(ctx context.Context, sources []string) error {
+	for _, src := range sources {
+		bs, err := r.openStore("overlay")
+		if err != nil {
+			return err
+		}
+		pc, err := policyContext()
+		if err == nil {
+			err = r.pullOne(ctx, pc, bs, r.cfg.Corpus.Images[0], src)
+			pc.Destroy()
+		}
+		if cerr := bs.close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("from %s: %w", src, err)
+		}
 	}
-	pc, err := policyContext()
-	if err == nil {
-		defer pc.Destroy()
-		err = r.pullOne(ctx, pc, bs, r.cfg.Corpus.Images[0])
-	}
-	if cerr := bs.close(); err == nil {
-		err = cerr
-	}
-	return err
+	return nil
 }
 
 // pullResult is one measured pull of the corpus into an empty store.
 type pullResult struct {
 	elapsed, synced, firstMounts time.Duration
 	written                      int64
+	// failed names the images the driver could not pull or mount (the
+	// figures are then not comparable and are not reported).
+	failed error
 }
 
-// pullRounds pulls the corpus into an empty store of every driver
-// PullRuns times, the drivers interleaved round by round (rotating which
-// goes first; vfs in a group of its own, see groups), and records the
-// medians. Earlier rounds pull into scratch
-// stores that are dropped; the last round fills the stores the other
-// scenarios use.
+// pullSources are the sources pulled from, and the rounds of each: when
+// the pull scenario is off, only one pull from the last source fills the
+// stores.
+func (r *runner) pullSources() ([]string, int) {
+	if !r.want("pull") {
+		return r.cfg.Sources[len(r.cfg.Sources)-1:], 1
+	}
+	return r.cfg.Sources, max(1, r.cfg.PullRuns)
+}
+
+// pullRounds pulls the corpus from every source into an empty store of
+// every driver PullRuns times, the drivers interleaved round by round
+// (rotating which goes first; vfs in a group of its own, see groups),
+// and records the medians. Earlier rounds pull into scratch stores that
+// are dropped; the last round from the last source (the registry, when
+// on) fills the stores the other scenarios use.
 func (r *runner) pullRounds(ctx context.Context, stores []*benchStore) error {
-	rounds := max(1, r.cfg.PullRuns)
-	results := map[string][]pullResult{}
+	sources, rounds := r.pullSources()
+	results := map[string][]pullResult{} // label + "\x00" + source
 	for _, group := range groups(stores) {
-		if err := r.pullGroup(ctx, group, rounds, results); err != nil {
-			return err
+		for i, src := range sources {
+			if err := r.pullGroup(ctx, group, src, rounds, i == len(sources)-1, results); err != nil {
+				return err
+			}
+		}
+	}
+	for _, bs := range stores {
+		if bs.label == ComposefsDriver {
+			rem := r.checkComposefs(ctx, bs, sources[len(sources)-1])
+			r.logf("[pull] %s", rem)
+			r.res.Remarks = append(r.res.Remarks, rem)
 		}
 	}
 	if !r.want("pull") {
 		return nil
 	}
-	for _, bs := range stores {
-		r.addPulls(bs.label, results[bs.label])
+	for _, src := range sources {
+		for _, bs := range stores {
+			r.addPulls(bs.label, src, results[bs.label+"\x00"+src])
+		}
 	}
 	return nil
 }
 
-// pullGroup runs the rounds of pulls on the stores of one group (see
-// groups), interleaved.
-func (r *runner) pullGroup(ctx context.Context, group []*benchStore, rounds int, results map[string][]pullResult) error {
+// pullGroup runs the rounds of pulls from src on the stores of one
+// group (see groups), interleaved; with fill, the last round pulls into
+// the stores themselves.
+func (r *runner) pullGroup(ctx context.Context, group []*benchStore, src string, rounds int, fill bool, results map[string][]pullResult) error {
 	for round := range rounds {
 		for _, bs := range rotated(group, round) {
 			target := bs
-			if round < rounds-1 {
+			if !fill || round < rounds-1 {
 				scratch, err := r.openStore(bs.label)
 				if err != nil {
 					return err
 				}
 				target = scratch
 			}
-			res, err := r.pull(ctx, target)
+			res, err := r.pull(ctx, target, src)
+			if err == nil && round == rounds-1 {
+				// Untimed: the last round's trees, against the images'.
+				res.failed = errors.Join(res.failed, r.verifyTrees(target))
+			}
 			if target != bs {
 				if cerr := target.close(); err == nil {
 					err = cerr
 				}
 			}
 			if err != nil {
-				return fmt.Errorf("%s: %w", bs.label, err)
+				return fmt.Errorf("%s from %s: %w", bs.label, src, err)
 			}
-			results[bs.label] = append(results[bs.label], res)
-			r.logf("[pull] %s: round %d/%d: %s, %s written, first mounts %s", bs.label, round+1, rounds,
+			key := bs.label + "\x00" + src
+			results[key] = append(results[key], res)
+			if res.failed != nil {
+				r.logf("[pull] %s from %s: round %d/%d: FAILED: %v", bs.label, src, round+1, rounds, res.failed)
+				continue
+			}
+			r.logf("[pull] %s from %s: round %d/%d: %s, %s written, first mounts %s", bs.label, src, round+1, rounds,
 				res.elapsed.Round(time.Millisecond), fmtBytes(res.written), res.firstMounts.Round(time.Millisecond))
 		}
 	}
 	return nil
 }
 
-// addPulls records the medians of one driver's pulls.
-func (r *runner) addPulls(label string, rs []pullResult) {
+// addPulls records the medians of one driver's pulls from src, or its
+// failure.
+func (r *runner) addPulls(label, src string, rs []pullResult) {
+	for _, x := range rs {
+		if x.failed != nil {
+			r.res.Fail(report.Failure{Scenario: "pull", Driver: label, Metrics: src + ": ", Error: x.failed.Error()})
+			return
+		}
+	}
+	if len(rs) == 0 {
+		return
+	}
 	pick := func(f func(pullResult) time.Duration) float64 {
 		d := make([]time.Duration, len(rs))
 		for i, x := range rs {
@@ -233,30 +293,33 @@ func (r *runner) addPulls(label string, rs []pullResult) {
 	for i, x := range rs {
 		written[i] = time.Duration(x.written)
 	}
-	r.add("pull", label, "time", pick(func(x pullResult) time.Duration { return x.elapsed }), "s", true)
-	r.add("pull", label, "time + sync", pick(func(x pullResult) time.Duration { return x.synced }), "s", false)
-	r.add("pull", label, "first mount of each image", pick(func(x pullResult) time.Duration { return x.firstMounts }), "s", false)
-	r.add("pull", label, "time + first mounts", pick(func(x pullResult) time.Duration { return x.elapsed + x.firstMounts }), "s", false)
-	r.add("pull", label, "bytes written", float64(median(written)), "bytes", true)
+	p := src + ": "
+	r.add("pull", label, p+"time", pick(func(x pullResult) time.Duration { return x.elapsed }), "s", true)
+	r.add("pull", label, p+"time + sync", pick(func(x pullResult) time.Duration { return x.synced }), "s", false)
+	r.add("pull", label, p+"first mount of each image", pick(func(x pullResult) time.Duration { return x.firstMounts }), "s", false)
+	r.add("pull", label, p+"time + first mounts", pick(func(x pullResult) time.Duration { return x.elapsed + x.firstMounts }), "s", false)
+	r.add("pull", label, p+"bytes written", float64(median(written)), "bytes", true)
 }
 
-// pull measures pulling the corpus into the empty store bs: wall time,
-// wall time including a final syncfs, bytes written, then the first
-// mount of each image.
-func (r *runner) pull(ctx context.Context, bs *benchStore) (pullResult, error) {
+// pull measures pulling the corpus from src into the empty store bs:
+// wall time, wall time including a final syncfs, bytes written, then
+// the first mount of each image. Images the driver fails on are in
+// res.failed; the error is for failures of the benchmark itself.
+func (r *runner) pull(ctx context.Context, bs *benchStore, src string) (pullResult, error) {
 	var res pullResult
 	if err := dropCaches(); err != nil {
 		return res, err
 	}
-	if _, err := readTree(filepath.Join(r.cfg.Corpus.Path(r.cfg.Corpus.Layout), "blobs")); err != nil {
+	if _, err := readTree(r.sourceBlobs(src)); err != nil {
 		return res, fmt.Errorf("read source blobs: %w", err)
 	}
 	before, err := readIO()
 	if err != nil {
 		return res, err
 	}
-	if res.elapsed, err = r.pullImages(ctx, bs); err != nil {
-		return res, err
+	res.elapsed, res.failed = r.pullImages(ctx, bs, src)
+	if ctx.Err() != nil {
+		return res, ctx.Err()
 	}
 	after, err := readIO()
 	if err != nil {
@@ -268,24 +331,34 @@ func (r *runner) pull(ctx context.Context, bs *benchStore) (pullResult, error) {
 		return res, err
 	}
 	res.synced = res.elapsed + time.Since(syncStart)
-	res.firstMounts, err = r.firstMounts(ctx, bs)
-	return res, err
+	var ferr error
+	res.firstMounts, ferr = r.firstMounts(ctx, bs)
+	res.failed = errors.Join(res.failed, ferr)
+	return res, ctx.Err()
 }
 
 // firstMounts creates, mounts, unmounts and deletes a container of each
 // pulled image once, in corpus order, and returns the total time: what
 // a store still does after the pull before every image can run (cfs
 // builds an image's flattened composefs image at its first mount).
+// Images that were not pulled are skipped; those that fail are named
+// in the error.
 func (r *runner) firstMounts(ctx context.Context, bs *benchStore) (time.Duration, error) {
 	var total time.Duration
+	var errs []error
 	for _, img := range r.cfg.Corpus.Images {
-		p, err := r.cycle(ctx, bs, bs.images[img.Name], nil)
+		id, ok := bs.images[img.Name]
+		if !ok {
+			continue
+		}
+		p, err := r.cycle(ctx, bs, id, nil)
 		if err != nil {
-			return 0, fmt.Errorf("first mount of %s: %w", img.Name, err)
+			errs = append(errs, fmt.Errorf("first mount of %s: %w", img.Name, err))
+			continue
 		}
 		total += p.total()
 	}
-	return total, nil
+	return total, errors.Join(errs...)
 }
 
 func syncfs(path string) error {

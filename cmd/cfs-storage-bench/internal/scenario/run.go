@@ -22,6 +22,7 @@ import (
 	"go.podman.io/storage/types"
 
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage-bench/internal/corpus"
+	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage-bench/internal/registry"
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage-bench/internal/report"
 	_ "github.com/cfs-storage/cfs-storage/driver" // registers "cfs"
 )
@@ -29,8 +30,20 @@ import (
 // All lists the scenarios in the order they run on a store.
 var All = []string{"pull", "disk", "start", "memory", "depth", "podman"}
 
-// Drivers lists the drivers the benchmark knows.
-var Drivers = []string{"cfs", "cfs-nohost", "overlay", "vfs"}
+// Drivers lists the drivers the benchmark knows: overlay-composefs is
+// c/storage's overlay in its composefs mode (use_composefs=true, with
+// partial pulls: enable_partial_images and convert_images), with
+// `cfs-storage mkcomposefs` as its mkcomposefs.
+var Drivers = []string{"cfs", "cfs-nohost", "overlay", "overlay-composefs", "vfs"}
+
+// Sources lists where images are pulled from, in the order they are
+// pulled: the corpus's OCI layout, and docker-registry on 127.0.0.1
+// serving the corpus pushed as zstd:chunked (the only source from which
+// c/storage's overlay writes composefs images).
+var Sources = []string{"oci", "registry"}
+
+// ComposefsDriver is the overlay variant in composefs mode.
+const ComposefsDriver = "overlay-composefs"
 
 // Config is one benchmark run.
 type Config struct {
@@ -39,6 +52,8 @@ type Config struct {
 	// Drivers and Scenarios select what runs (names from Drivers, All).
 	Drivers   []string
 	Scenarios []string
+	// Sources are the pull sources (names from Sources; empty: all).
+	Sources []string
 	// Runs is the number of timed repetitions of each latency figure.
 	Runs int
 	// PullRuns is the number of pulls per driver (the median is
@@ -49,7 +64,8 @@ type Config struct {
 	WorkDir string
 	// Progress receives progress lines.
 	Progress io.Writer
-	// CLI is the cfs-storage binary, for its df report ("" to skip).
+	// CLI is the cfs-storage binary, for its df report ("" to skip)
+	// and as overlay-composefs's mkcomposefs (needed for that driver).
 	CLI string
 }
 
@@ -68,6 +84,12 @@ type runner struct {
 	dfMissing bool
 	// podmanMissing is set when the podman scenario found no podman.
 	podmanMissing bool
+	// reg is the registry source, when it is on.
+	reg *registry.Registry
+	// cacheDir is c/image's blob info cache for every copy.
+	cacheDir string
+	// trees are the corpus images' trees, by name (see verifyTrees).
+	trees map[string]map[string]entry
 }
 
 // Run runs the selected scenarios on every selected driver and returns
@@ -76,6 +98,13 @@ func Run(ctx context.Context, cfg Config) (*report.Results, error) {
 	if err := Validate(cfg.Drivers, cfg.Scenarios, cfg.Runs); err != nil {
 		return nil, err
 	}
+	if len(cfg.Sources) == 0 {
+		cfg.Sources = Sources
+	}
+	if err := ValidateSources(cfg.Sources); err != nil {
+		return nil, err
+	}
+	cfg.Sources = ordered(cfg.Sources)
 	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
 		return nil, fmt.Errorf("work folder: %w", err)
 	}
@@ -91,6 +120,21 @@ func Run(ctx context.Context, cfg Config) (*report.Results, error) {
 		logf: func(format string, args ...any) { fmt.Fprintf(cfg.Progress, format+"\n", args...) },
 	}
 	r.res.CorpusInfo = corpusInfo(cfg.Corpus)
+	r.cacheDir = filepath.Join(scratch, "blob-info-cache")
+	if err := os.MkdirAll(r.cacheDir, 0o755); err != nil {
+		return nil, err
+	}
+	if slices.Contains(cfg.Drivers, ComposefsDriver) {
+		if err := installMkcomposefs(cfg.WorkDir, cfg.CLI); err != nil {
+			return nil, err
+		}
+	}
+	if slices.Contains(cfg.Sources, "registry") && (r.want("pull") || r.want("disk") || r.want("start") || r.want("memory")) {
+		if err := r.startRegistry(ctx); err != nil {
+			return nil, err
+		}
+		defer r.reg.Stop()
+	}
 	if err := r.runAll(ctx); err != nil {
 		return nil, err
 	}
@@ -119,11 +163,32 @@ func Validate(drivers, scenarios []string, runs int) error {
 	return nil
 }
 
+// ValidateSources checks a selection of pull sources.
+func ValidateSources(sources []string) error {
+	for _, s := range sources {
+		if !slices.Contains(Sources, s) {
+			return fmt.Errorf("unknown source %q (known: %s)", s, strings.Join(Sources, ", "))
+		}
+	}
+	return nil
+}
+
+// ordered returns the sources in the order of Sources, each once.
+func ordered(sources []string) []string {
+	var out []string
+	for _, s := range Sources {
+		if slices.Contains(sources, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 func (r *runner) want(scenario string) bool { return slices.Contains(r.cfg.Scenarios, scenario) }
 
 // benchStore is a store opened for one driver.
 type benchStore struct {
-	label string // cfs, cfs-nohost, overlay, vfs
+	label string // cfs, cfs-nohost, overlay, overlay-composefs, vfs
 	opts  []string
 	dir   string
 	store storage.Store
@@ -144,6 +209,14 @@ func (r *runner) openStore(label string) (*benchStore, error) {
 	case "cfs-nohost":
 		o.GraphDriverName = "cfs"
 		o.GraphDriverOptions = []string{"cfs.host_repo="}
+	case ComposefsDriver:
+		// As Fedora configures it: composefs, and the partial pulls
+		// that are the only path on which overlay writes composefs
+		// images (convert_images: layers without a zstd:chunked TOC
+		// are converted too).
+		o.GraphDriverName = "overlay"
+		o.GraphDriverOptions = []string{"overlay.use_composefs=true"}
+		o.PullOptions = map[string]string{"enable_partial_images": "true", "convert_images": "true"}
 	default:
 		o.GraphDriverName = label
 	}
@@ -185,14 +258,15 @@ func (r *runner) runAll(ctx context.Context) (err error) {
 		stores = append(stores, bs)
 	}
 	needImages := r.want("pull") || r.want("disk") || r.want("start") || r.want("memory")
-	if err := r.step(ctx, "pull warm-up", "overlay", needImages, func() error { return r.warmUp(ctx) }); err != nil {
+	sources, _ := r.pullSources()
+	if err := r.step(ctx, "pull warm-up", "overlay", needImages, func() error { return r.warmUp(ctx, sources) }); err != nil {
 		return err
 	}
 	if err := r.step(ctx, "pull", "all drivers", needImages, func() error { return r.pullRounds(ctx, stores) }); err != nil {
 		return err
 	}
 	for _, bs := range stores {
-		if err := r.step(ctx, "disk", bs.label, r.want("disk"), func() error { return r.disk(ctx, bs) }); err != nil {
+		if err := r.stepOn(ctx, "disk", bs, r.want("disk"), func() error { return r.disk(ctx, bs) }); err != nil {
 			return err
 		}
 	}
@@ -200,7 +274,7 @@ func (r *runner) runAll(ctx context.Context) (err error) {
 		return err
 	}
 	for _, bs := range stores {
-		if err := r.step(ctx, "memory", bs.label, r.want("memory"), func() error { return r.memory(ctx, bs) }); err != nil {
+		if err := r.stepOn(ctx, "memory", bs, r.want("memory"), func() error { return r.memory(ctx, bs) }); err != nil {
 			return err
 		}
 	}
@@ -228,6 +302,46 @@ func (r *runner) step(ctx context.Context, name, who string, on bool, run func()
 	}
 	r.logf("[%s] %s: done in %s", name, who, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// stepOn runs one scenario step on one driver's store like step, but a
+// failure of the driver is recorded as a failure row and the run goes
+// on; only an interruption stops it.
+func (r *runner) stepOn(ctx context.Context, name string, bs *benchStore, on bool, run func() error) error {
+	if !on {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := run(); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s (%s): interrupted: %w", name, bs.label, ctx.Err())
+		}
+		r.fail(name, bs, err)
+		return nil
+	}
+	r.logf("[%s] %s: done in %s", name, bs.label, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// fail records that a driver could not complete a scenario (the
+// metrics it has no value of show the failure).
+func (r *runner) fail(scenario string, bs *benchStore, err error) {
+	r.logf("[%s] %s: FAILED: %v", scenario, bs.label, err)
+	r.res.Fail(report.Failure{Scenario: scenario, Driver: bs.label, Error: err.Error()})
+}
+
+// live returns the stores that have no failure in scenario.
+func (r *runner) live(scenario string, stores []*benchStore) []*benchStore {
+	var out []*benchStore
+	for _, bs := range stores {
+		if !r.res.Failed(scenario, bs.label) {
+			out = append(out, bs)
+		}
+	}
+	return out
 }
 
 // rotated returns stores starting at index i (mod len), so that no

@@ -188,20 +188,30 @@ func (r *runner) start(ctx context.Context, stores []*benchStore) error {
 	runs := map[string][]phases{}
 	for _, bs := range stores {
 		if _, ok := bs.images[c.StartImage]; !ok {
-			return fmt.Errorf("start image %s not pulled on %s", c.StartImage, bs.label)
+			r.fail("start", bs, fmt.Errorf("start image %s was not pulled", c.StartImage))
 		}
 	}
-	for _, group := range groups(stores) {
+	for _, group := range groups(r.live("start", stores)) {
 		for _, bs := range group {
 			if _, err := r.cycle(ctx, bs, bs.images[c.StartImage], []string{"/bin/true"}); err != nil { // warm-up
-				return fmt.Errorf("%s: %w", bs.label, err)
+				if ctx.Err() != nil {
+					return err
+				}
+				r.fail("start", bs, err)
 			}
 		}
 		for i := range r.cfg.Runs {
 			for _, bs := range rotated(group, i) {
+				if r.res.Failed("start", bs.label) {
+					continue
+				}
 				p, err := r.cycle(ctx, bs, bs.images[c.StartImage], []string{"/bin/true"})
 				if err != nil {
-					return fmt.Errorf("%s: %w", bs.label, err)
+					if ctx.Err() != nil {
+						return err
+					}
+					r.fail("start", bs, err)
+					continue
 				}
 				runs[bs.label] = append(runs[bs.label], p)
 				// Untimed: write back what this start dirtied before the
@@ -215,10 +225,10 @@ func (r *runner) start(ctx context.Context, stores []*benchStore) error {
 			}
 		}
 	}
-	for _, bs := range stores {
+	for _, bs := range r.live("start", stores) {
 		r.addStarts(bs.label, runs[bs.label])
 	}
-	return r.coldStart(ctx, stores)
+	return r.coldStart(ctx, r.live("start", stores))
 }
 
 // addStarts records the start figures of one driver.
@@ -251,7 +261,7 @@ func (r *runner) coldStart(ctx context.Context, stores []*benchStore) error {
 			return err
 		}
 	}
-	for _, bs := range stores {
+	for _, bs := range r.live("start", stores) {
 		r.add("start", bs.label, "cold median ("+filepath.Base(c.ColdArgs[0])+")", ms(median(times[bs.label])), "ms", true)
 	}
 	return nil
@@ -262,6 +272,9 @@ func (r *runner) coldStarts(ctx context.Context, group []*benchStore, n int, tim
 	c := r.cfg.Corpus
 	for i := range n {
 		for _, bs := range rotated(group, i) {
+			if r.res.Failed("start", bs.label) {
+				continue
+			}
 			if err := dropCaches(); err != nil {
 				return err
 			}
@@ -273,7 +286,11 @@ func (r *runner) coldStarts(ctx context.Context, group []*benchStore, n int, tim
 			}
 			p, err := r.cycle(ctx, bs, bs.images[c.StartImage], c.ColdArgs)
 			if err != nil {
-				return fmt.Errorf("%s: cold start: %w", bs.label, err)
+				if ctx.Err() != nil {
+					return err
+				}
+				r.fail("start", bs, fmt.Errorf("cold start: %w", err))
+				continue
 			}
 			times[bs.label] = append(times[bs.label], p.total())
 			r.logf("[start] %s: cold %d/%d: %s", bs.label, i+1, n, p.total().Round(time.Millisecond))
