@@ -24,8 +24,8 @@ func TestQuickCorpusReproducible(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(c.Images) != 4 || c.Images[3].Layers != 6 {
-			t.Fatalf("build %d: images %+v, want 4 with the last of 6 layers", i, c.Images)
+		if len(c.Images) != 5 || c.Images[3].Layers != 6 || c.Images[4].Layers != 21 {
+			t.Fatalf("build %d: images %+v, want 5, the last two of 6 and 21 layers", i, c.Images)
 		}
 		b, err := os.ReadFile(filepath.Join(c.Path(c.Layout), "index.json"))
 		if err != nil {
