@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/cfs-storage/cfs-storage/dedup"
+	"github.com/cfs-storage/cfs-storage/internal/atomicfile"
 	"github.com/cfs-storage/cfs-storage/layers"
 	"github.com/cfs-storage/cfs-storage/layers/tree"
 )
@@ -160,7 +161,7 @@ func (d *core) createFromTemplate(ctx context.Context, id, template, parent stri
 		d.contents.dropRefs(ctx, id)
 		return err
 	}
-	return syncDir(d.layers.dir)
+	return atomicfile.SyncDir(d.layers.dir)
 }
 
 // copyTree writes the image at img for layer id with template's content:

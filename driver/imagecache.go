@@ -15,6 +15,7 @@ import (
 
 	"github.com/cfs-storage/cfs-storage/dedup"
 	"github.com/cfs-storage/cfs-storage/dedup/fsverity"
+	"github.com/cfs-storage/cfs-storage/internal/atomicfile"
 	"github.com/cfs-storage/cfs-storage/layers"
 	"github.com/cfs-storage/cfs-storage/layers/tree"
 )
@@ -301,7 +302,7 @@ func (c *imageCache) dropChainsWith(id string) error {
 			break
 		}
 	}
-	if err := syncDir(c.dir); err != nil {
+	if err := atomicfile.SyncDir(c.dir); err != nil {
 		return fmt.Errorf("drop flattened images: %w", err)
 	}
 	return nil

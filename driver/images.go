@@ -3,13 +3,13 @@ package driver
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 
 	"github.com/cfs-storage/cfs-storage/dedup"
 	"github.com/cfs-storage/cfs-storage/dedup/fsverity"
+	"github.com/cfs-storage/cfs-storage/internal/atomicfile"
 	"github.com/cfs-storage/cfs-storage/layers"
 	"github.com/cfs-storage/cfs-storage/layers/erofs"
 	"github.com/cfs-storage/cfs-storage/layers/tree"
@@ -84,36 +84,29 @@ type imageWrite struct {
 // its digest recorded beside it, as w says.
 func writeImageWith(path string, t *tree.Tree, w imageWrite) error {
 	var digest [fsverity.Size]byte
-	var tmp string
-	write := writeAtomicThen
+	flush := atomicfile.FlushFile
 	if !w.durable {
-		write = writeUnsyncedThen
+		flush = atomicfile.FlushNone
 	}
-	return write(path, func(f io.Writer) error {
-		if file, ok := f.(*os.File); ok {
-			tmp = file.Name()
+	err := atomicfile.Write(path, atomicfile.Options{Flush: flush, BeforeRename: func(tmp string) error {
+		if w.verity {
+			if err := enableFileVerity(tmp); err != nil {
+				return err
+			}
 		}
+		return atomicfile.WriteFile(path+digestSuffix, []byte(fsverity.Hex(digest)+"\n"), atomicfile.Options{Flush: flush})
+	}}, func(f io.Writer) error {
 		h := fsverity.New()
 		if err := erofs.Write(io.MultiWriter(f, h), t, imageOptions); err != nil {
 			return err
 		}
 		digest = h.Sum32()
 		return nil
-	}, func() error {
-		if w.verity {
-			if tmp == "" {
-				return errors.New("fs-verity: no temporary file to enable it on")
-			}
-			if err := enableFileVerity(tmp); err != nil {
-				return err
-			}
-		}
-		data := []byte(fsverity.Hex(digest) + "\n")
-		if !w.durable {
-			return writeUnsyncedThen(path+digestSuffix, func(f io.Writer) error { _, err := f.Write(data); return err }, nil)
-		}
-		return writeFileAtomic(path+digestSuffix, data)
 	})
+	if err != nil {
+		return fmt.Errorf("cfs: %w", err)
+	}
+	return nil
 }
 
 // digestSuffix names the file holding an image's fs-verity digest.

@@ -4,13 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cfs-storage/cfs-storage/internal/atomicfile"
 )
 
 // ErrLayerUnknown is wrapped by errors about a layer the driver does not
@@ -184,7 +185,10 @@ func writeMetaIn(dir string, m layerMeta) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, layerMetaFile), data)
+	if err := atomicfile.WriteFile(filepath.Join(dir, layerMetaFile), data, atomicfile.Options{}); err != nil {
+		return fmt.Errorf("cfs: %w", err)
+	}
+	return nil
 }
 
 // exists reports whether layer id has readable metadata.
@@ -339,7 +343,7 @@ func (s *layerStore) snapshot(id string, fill func(dir string) error) error {
 	if err := os.Rename(tmp, filepath.Join(s.snapshots, id)); err != nil && !errors.Is(err, fs.ErrExist) && !errors.Is(err, unix.ENOTEMPTY) {
 		return err // another process made it meanwhile: theirs is as good
 	}
-	return syncDir(s.snapshots)
+	return atomicfile.SyncDir(s.snapshots)
 }
 
 // staleSnapshots returns the snapshots kept here, and removes those of
@@ -416,67 +420,4 @@ func readDirNames(dir string) ([]string, error) {
 		names[i] = e.Name()
 	}
 	return names, nil
-}
-
-// writeFileAtomic writes data to a temporary file beside path, syncs it
-// and renames it into place.
-func writeFileAtomic(path string, data []byte) error {
-	return writeAtomic(path, func(w io.Writer) error {
-		_, err := w.Write(data)
-		return err
-	})
-}
-
-// writeAtomic writes a file beside path with write, syncs it and renames
-// it into place; on any error the temporary file is removed.
-func writeAtomic(path string, write func(io.Writer) error) error {
-	return writeAtomicThen(path, write, nil)
-}
-
-// writeAtomicThen is writeAtomic that runs before (if not nil) after the
-// file is written and synced, just before it is renamed into place.
-func writeAtomicThen(path string, write func(io.Writer) error, before func() error) error {
-	return writeTempThen(path, write, before, true)
-}
-
-// writeUnsyncedThen is writeAtomicThen without the sync: the file
-// appears whole or not at all while the system runs, but a crash can
-// leave it torn (for caches checked before use).
-func writeUnsyncedThen(path string, write func(io.Writer) error, before func() error) error {
-	return writeTempThen(path, write, before, false)
-}
-
-func writeTempThen(path string, write func(io.Writer) error, before func() error, sync bool) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
-	if err != nil {
-		return fmt.Errorf("cfs: write %s: %w", path, err)
-	}
-	werr := write(f)
-	if werr == nil && sync {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil && before != nil {
-		werr = before()
-	}
-	if werr == nil {
-		werr = os.Rename(f.Name(), path)
-	}
-	if werr != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("cfs: write %s: %w", path, werr)
-	}
-	return nil
-}
-
-// syncDir fsyncs a directory so that renames into it are durable.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
