@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cfs-storage/cfs-storage/internal/atomicfile"
 )
 
 // Refs file layout (refs/<layer-id>), little-endian:
@@ -113,33 +115,23 @@ func (s *Store) setRefs(ctx context.Context, layerID string, ds []Digest, w refs
 		return err
 	}
 	defer unlock()
-	dir := filepath.Join(s.root, dirRefs)
-	tmp, err := os.CreateTemp(dir, ".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(encodeRefs(ds))
-	if err == nil {
-		err = s.syncFile(tmp)
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("write refs: %w", err)
+	// Per the sync policy: data synced, renamed, directory synced. The
+	// temporary file is refs/.tmp-*, the name GC removes.
+	o := atomicfile.Options{Pattern: ".tmp-", Flush: atomicfile.FlushData, SyncDir: true}
+	if s.opts.Sync == SyncNever {
+		o.Flush, o.SyncDir = atomicfile.FlushNone, false
 	}
 	if w.check {
-		for _, d := range ds {
-			if !s.Has(d) {
-				return fmt.Errorf("object %s: %w", d, ErrNotFound)
+		o.BeforeRename = func(string) error {
+			for _, d := range ds {
+				if !s.Has(d) {
+					return fmt.Errorf("object %s: %w", d, ErrNotFound)
+				}
 			}
+			return nil
 		}
 	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, layerID)); err != nil {
-		return fmt.Errorf("write refs: %w", err)
-	}
-	if err := s.syncDir(dir); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(s.root, dirRefs, layerID), encodeRefs(ds), o); err != nil {
 		return err
 	}
 	if w.after != nil {

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cfs-storage/cfs-storage/internal/atomicfile"
 )
 
 // FormatVersion is the on-disk layout version this code writes and reads
@@ -341,13 +343,5 @@ func (s *Store) syncDir(path string) error {
 	if s.opts.Sync == SyncNever {
 		return nil
 	}
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	defer unix.Close(fd)
-	if err := unix.Fsync(fd); err != nil {
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.SyncDir(path)
 }
