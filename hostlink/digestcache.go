@@ -14,6 +14,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cfs-storage/cfs-storage/internal/atomicfile"
 )
 
 // The digest cache file holds fixed-size records, appended as objects are
@@ -288,19 +290,9 @@ func (c *digestCache) compact(keep func(*cacheEntry) bool) (int, error) {
 	if dropped == 0 && !c.torn {
 		return 0, nil
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(c.path), ".digests-*")
-	if err != nil {
-		return 0, fmt.Errorf("compacting digest cache: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
-	_, err = tmp.Write(buf)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), c.path)
-	}
-	if err != nil {
+	// A cache: not synced.
+	o := atomicfile.Options{Pattern: ".digests-*", Flush: atomicfile.FlushNone}
+	if err := atomicfile.WriteFile(c.path, buf, o); err != nil {
 		return 0, fmt.Errorf("compacting digest cache: %w", err)
 	}
 	c.entries, c.gen, c.off, c.torn = kept, gen, int64(len(buf)), false

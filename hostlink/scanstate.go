@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/cfs-storage/cfs-storage/internal/atomicfile"
 )
 
 // The scan state file remembers the last cheap pass (see scanState) in
@@ -114,19 +116,9 @@ func loadScanState(cacheDir string) (*scanState, error) {
 
 // saveScanState replaces the scan state file of cacheDir atomically.
 func saveScanState(cacheDir string, s *scanState) error {
-	tmp, err := os.CreateTemp(cacheDir, ".scan-*")
-	if err != nil {
-		return fmt.Errorf("saving scan state: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
-	_, err = tmp.Write(s.marshal())
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(cacheDir, scanFileName))
-	}
-	if err != nil {
+	// A cache: not synced.
+	o := atomicfile.Options{Pattern: ".scan-*", Flush: atomicfile.FlushNone}
+	if err := atomicfile.WriteFile(filepath.Join(cacheDir, scanFileName), s.marshal(), o); err != nil {
 		return fmt.Errorf("saving scan state: %w", err)
 	}
 	return nil
