@@ -16,6 +16,7 @@ import (
 
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/app"
 	"github.com/cfs-storage/cfs-storage/dedup/fsverity"
+	"github.com/cfs-storage/cfs-storage/internal/atomicfile"
 	"github.com/cfs-storage/cfs-storage/layers"
 	"github.com/cfs-storage/cfs-storage/layers/dumpfile"
 	"github.com/cfs-storage/cfs-storage/layers/erofs"
@@ -114,33 +115,19 @@ func readDir(ctx context.Context, src, store string) (*tree.Tree, error) {
 }
 
 func writeImage(t *tree.Tree, dst string, opts erofs.Options, printDigest bool, g *app.Globals) error {
-	var w io.Writer = g.Stdout
-	var f *os.File
-	if dst != "-" {
-		var err error
-		if f, err = os.CreateTemp(dirOf(dst), ".mkcomposefs-"); err != nil {
-			return fmt.Errorf("mkcomposefs: %w", err)
-		}
-		defer os.Remove(f.Name())
-		defer f.Close()
-		// The mode fopen(3) gives the reference's image: 0666 less the
-		// umask (CreateTemp makes it 0600).
-		if err := f.Chmod(0o666 &^ umask()); err != nil {
-			return fmt.Errorf("mkcomposefs: %w", err)
-		}
-		w = f
-	}
 	h := fsverity.New()
-	if err := erofs.Write(io.MultiWriter(w, h), t, opts); err != nil {
-		return fmt.Errorf("mkcomposefs: %w", err)
+	write := func(w io.Writer) error { return erofs.Write(io.MultiWriter(w, h), t, opts) }
+	var err error
+	if dst == "-" {
+		err = write(g.Stdout)
+	} else {
+		// The mode fopen(3) gives the reference's image: 0666 less the
+		// umask. The image is not synced.
+		o := atomicfile.Options{Pattern: ".mkcomposefs-", Perm: 0o666 &^ umask(), Flush: atomicfile.FlushNone}
+		err = atomicfile.Write(dst, o, write)
 	}
-	if f != nil {
-		if err := f.Close(); err != nil {
-			return fmt.Errorf("mkcomposefs: %w", err)
-		}
-		if err := os.Rename(f.Name(), dst); err != nil {
-			return fmt.Errorf("mkcomposefs: %w", err)
-		}
+	if err != nil {
+		return fmt.Errorf("mkcomposefs: %w", err)
 	}
 	if printDigest {
 		fmt.Fprintln(g.Stdout, fsverity.Hex(h.Sum32()))
@@ -161,15 +148,6 @@ func umask() os.FileMode {
 		}
 	}
 	return 0o022
-}
-
-func dirOf(p string) string {
-	for i := len(p) - 1; i >= 0; i-- {
-		if p[i] == '/' {
-			return p[:i+1]
-		}
-	}
-	return "."
 }
 
 func runInfo(ctx context.Context, g *app.Globals, args []string) error {
