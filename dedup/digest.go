@@ -36,9 +36,10 @@ func ParseSHA256(s string) (SHA256, error) {
 	return SHA256(d), err
 }
 
-// fanout returns the object's directory name (first two hex digits) and
-// its file name in that directory (the other 62).
-func fanout(h [32]byte) (dir, name string) {
-	x := hex.EncodeToString(h[:])
-	return x[:2], x[2:]
+// ObjectPath returns the path of the object named d relative to the
+// objects directory: its first two hexadecimal digits, a slash, and the
+// other 62 ("ab/cdef…"). Composefs images redirect to this path.
+func ObjectPath(d Digest) string {
+	x := d.String()
+	return x[:2] + "/" + x[2:]
 }

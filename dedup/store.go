@@ -214,8 +214,7 @@ func (s *Store) ObjectsDir() string { return filepath.Join(s.root, dirObjects) }
 
 // Path returns the path of the object named d, whether or not it exists.
 func (s *Store) Path(d Digest) string {
-	dir, name := fanout(d)
-	return filepath.Join(s.root, dirObjects, dir, name)
+	return filepath.Join(s.root, dirObjects, ObjectPath(d))
 }
 
 // Has reports whether the object named d exists.

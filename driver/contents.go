@@ -64,7 +64,7 @@ func (c *contents) dataDirs() []string {
 // that has it.
 func (c *contents) roObject(d dedup.Digest) (string, bool) {
 	for _, dir := range c.ro {
-		p := filepath.Join(dir, payloadPath(d))
+		p := filepath.Join(dir, dedup.ObjectPath(d))
 		if _, err := os.Lstat(p); err == nil {
 			return p, true
 		}
@@ -145,7 +145,7 @@ type storeAlternate struct{ dirs []string }
 // Find implements dedup.Alternate.
 func (a storeAlternate) Find(_ context.Context, d dedup.Digest, size int64, content io.ReaderAt) (dedup.Candidate, bool, error) {
 	for _, dir := range a.dirs {
-		p := filepath.Join(dir, payloadPath(d))
+		p := filepath.Join(dir, dedup.ObjectPath(d))
 		f, err := os.Open(p)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue

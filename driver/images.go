@@ -31,7 +31,7 @@ func (s ingestContents) Put(ctx context.Context, r io.Reader, size int64) (layer
 	if obj.Size != size {
 		return layers.Object{}, fmt.Errorf("cfs: content is %d bytes, the entry says %d", obj.Size, size)
 	}
-	return layers.Object{Payload: payloadPath(obj.Digest), Digest: obj.Digest}, nil
+	return layers.Object{Payload: dedup.ObjectPath(obj.Digest), Digest: obj.Digest}, nil
 }
 
 // hashContents names contents without storing them: for reports such as
@@ -47,14 +47,7 @@ func (hashContents) Put(ctx context.Context, r io.Reader, size int64) (layers.Ob
 	if n != size {
 		return layers.Object{}, fmt.Errorf("cfs: content is %d bytes, the entry says %d", n, size)
 	}
-	return layers.Object{Payload: payloadPath(sum), Digest: sum}, nil
-}
-
-// payloadPath is an object's path relative to the objects directory, as
-// composefs images redirect to it.
-func payloadPath(d dedup.Digest) string {
-	s := d.String()
-	return s[:2] + "/" + s[2:]
+	return layers.Object{Payload: dedup.ObjectPath(sum), Digest: sum}, nil
 }
 
 // imageOptions fixes the composefs format at version 0 for every image:

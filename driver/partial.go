@@ -357,7 +357,7 @@ func (s *shaContents) Put(ctx context.Context, r io.Reader, size int64) (layers.
 	s.mu.Lock()
 	s.sha[obj.Digest] = obj.SHA256
 	s.mu.Unlock()
-	return layers.Object{Payload: payloadPath(obj.Digest), Digest: obj.Digest}, nil
+	return layers.Object{Payload: dedup.ObjectPath(obj.Digest), Digest: obj.Digest}, nil
 }
 
 // linkFlat fills layer id's flat directory (DifferTarget): a hard link

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/cfs-storage/cfs-storage/dedup"
 	"github.com/cfs-storage/cfs-storage/dedup/fsverity"
 	"github.com/cfs-storage/cfs-storage/layers"
 )
@@ -70,6 +71,5 @@ func (s digestStore) Put(_ context.Context, r io.Reader, size int64) (layers.Obj
 }
 
 func object(d [fsverity.Size]byte) layers.Object {
-	hex := fsverity.Hex(d)
-	return layers.Object{Payload: hex[:2] + "/" + hex[2:], Digest: d}
+	return layers.Object{Payload: dedup.ObjectPath(d), Digest: d}
 }
