@@ -485,7 +485,7 @@ func (d *core) readOnlyStore(id string) string {
 // layerObjects lists the objects layer id's own tree uses, with their
 // sizes (contents of a writable layer are hashed, not stored).
 func (d *core) layerObjects(ctx context.Context, id string) (map[dedup.Digest]int64, error) {
-	t, _, err := d.diffTree(ctx, id, hashContents{})
+	t, _, err := d.diffTree(ctx, id, layers.HashContents{})
 	if err != nil {
 		return nil, err
 	}

@@ -65,7 +65,7 @@ func (d *core) changes(ctx context.Context, id, parent string) ([]layers.Change,
 
 // diffSize is the size of the contents layer id itself holds.
 func (d *core) diffSize(ctx context.Context, id string) (int64, error) {
-	t, _, err := d.diffTree(ctx, id, hashContents{})
+	t, _, err := d.diffTree(ctx, id, layers.HashContents{})
 	if err != nil {
 		return 0, err
 	}
@@ -246,7 +246,7 @@ func (d *core) fullTree(ctx context.Context, id string) (*tree.Tree, error) {
 	if m.Sealed {
 		return d.flatTree(ctx, id)
 	}
-	diff, _, err := d.diffTree(ctx, id, hashContents{})
+	diff, _, err := d.diffTree(ctx, id, layers.HashContents{})
 	if err != nil {
 		return nil, err
 	}

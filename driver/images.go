@@ -34,22 +34,6 @@ func (s ingestContents) Put(ctx context.Context, r io.Reader, size int64) (layer
 	return layers.Object{Payload: dedup.ObjectPath(obj.Digest), Digest: obj.Digest}, nil
 }
 
-// hashContents names contents without storing them: for reports such as
-// Changes that only compare trees.
-type hashContents struct{}
-
-// Put implements layers.Contents.
-func (hashContents) Put(ctx context.Context, r io.Reader, size int64) (layers.Object, error) {
-	sum, n, err := fsverity.Digest(io.LimitReader(r, size))
-	if err != nil {
-		return layers.Object{}, err
-	}
-	if n != size {
-		return layers.Object{}, fmt.Errorf("cfs: content is %d bytes, the entry says %d", n, size)
-	}
-	return layers.Object{Payload: dedup.ObjectPath(sum), Digest: sum}, nil
-}
-
 // imageOptions fixes the composefs format at version 0 for every image:
 // flattened images hold no whiteouts, and version 1 would only add
 // "opaque=x" markers to the directories of a diff image's whiteouts.

@@ -103,7 +103,7 @@ func readDump(src string, g *app.Globals) (*tree.Tree, error) {
 // readDir reads a directory tree: files of 1..64 bytes inline, others
 // external, named by fs-verity digest (and copied into store if set).
 func readDir(ctx context.Context, src, store string) (*tree.Tree, error) {
-	var contents layers.Contents = hashOnly{}
+	var contents layers.Contents = layers.HashContents{}
 	if store != "" {
 		contents = digestStore{dir: store}
 	}

@@ -12,21 +12,6 @@ import (
 	"github.com/cfs-storage/cfs-storage/layers"
 )
 
-// hashOnly names contents by fs-verity digest without storing them.
-type hashOnly struct{}
-
-// Put implements layers.Contents.
-func (hashOnly) Put(_ context.Context, r io.Reader, size int64) (layers.Object, error) {
-	d, n, err := fsverity.Digest(io.LimitReader(r, size))
-	if err != nil {
-		return layers.Object{}, err
-	}
-	if n != size {
-		return layers.Object{}, fmt.Errorf("read %d of %d bytes", n, size)
-	}
-	return object(d), nil
-}
-
 // digestStore copies contents into dir/xx/<62 hex>, as mkcomposefs
 // --digest-store does.
 type digestStore struct{ dir string }
