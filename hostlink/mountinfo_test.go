@@ -3,7 +3,10 @@ package hostlink
 import (
 	"os"
 	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 const sampleMountInfo = `22 1 253:0 / / rw,relatime shared:1 - xfs /dev/vda4 rw,attr2,inode64
@@ -14,46 +17,42 @@ const sampleMountInfo = `22 1 253:0 / / rw,relatime shared:1 - xfs /dev/vda4 rw,
 27 22 253:0 /ostree/deploy/fedora-coreos/var /var rw,relatime shared:3 - xfs /dev/vda4 rw
 `
 
-func TestParseMountInfo(t *testing.T) {
-	ms, err := parseMountInfo([]byte(sampleMountInfo))
+// parseSample parses sampleMountInfo as the library does
+// /proc/self/mountinfo.
+func parseSample(t *testing.T) []*mountinfo.Info {
+	t.Helper()
+	ms, err := mountinfo.GetMountsFromReader(strings.NewReader(sampleMountInfo), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ms
+}
+
+// TestParseMountInfo checks the fields this package uses, as the
+// library parses them: octal escapes undone, optional fields skipped.
+func TestParseMountInfo(t *testing.T) {
+	ms := parseSample(t)
 	if len(ms) != 6 {
 		t.Fatalf("got %d entries, want 6", len(ms))
 	}
 	sys := ms[1]
-	if sys.id != 23 || sys.parent != 22 || sys.major != 253 || sys.minor != 0 || sys.root != "/" ||
-		sys.mountPoint != "/sysroot" || !sys.readOnly() || sys.fsType != "xfs" || sys.source != "/dev/vda4" ||
-		sys.superOptions != "rw,attr2,inode64" {
+	if sys.ID != 23 || sys.Major != 253 || sys.Minor != 0 || sys.Root != "/" ||
+		sys.Mountpoint != "/sysroot" || !readOnly(sys) || sys.FSType != "xfs" || sys.Source != "/dev/vda4" {
 		t.Errorf("sysroot entry: %+v", sys)
 	}
-	if ms[0].readOnly() {
+	if readOnly(ms[0]) {
 		t.Error("/ parsed as read-only")
 	}
-	if ms[4].root != "/with space" || ms[4].mountPoint != "/var/mnt/a b" || ms[4].fsType != "ext4" {
+	if ms[4].Root != "/with space" || ms[4].Mountpoint != "/var/mnt/a b" || ms[4].FSType != "ext4" {
 		t.Errorf("escaped entry: %+v", ms[4])
 	}
-	if ms[3].fsType != "devtmpfs" || ms[3].superOptions != "rw,size=4096k" {
+	if ms[3].FSType != "devtmpfs" || ms[3].Source != "devtmpfs" {
 		t.Errorf("entry with optional field: %+v", ms[3])
 	}
 }
 
-func TestParseMountInfoMalformed(t *testing.T) {
-	for _, bad := range []string{
-		"22 1 253:0 / / rw,relatime shared:1 xfs /dev/vda4 rw\n", // no separator
-		"x 1 253:0 / / rw - xfs /dev/vda4 rw\n",
-		"22 1 253 / / rw - xfs /dev/vda4 rw\n",
-		"22 1 253:0 / / rw -\n",
-	} {
-		if _, err := parseMountInfo([]byte(bad)); err == nil {
-			t.Errorf("parseMountInfo(%q) succeeded", bad)
-		}
-	}
-}
-
 func TestMountOfAndFSPath(t *testing.T) {
-	ms, _ := parseMountInfo([]byte(sampleMountInfo))
+	ms := parseSample(t)
 	for _, tc := range []struct{ path, wantID, fsPath string }{
 		{"/sysroot/ostree/repo/objects/ab/cd.file", "23", "/ostree/repo/objects/ab/cd.file"},
 		{"/var/lib/containers/storage", "27", "/ostree/deploy/fedora-coreos/var/lib/containers/storage"},
@@ -66,23 +65,23 @@ func TestMountOfAndFSPath(t *testing.T) {
 		if !ok {
 			t.Fatalf("no mount for %s", tc.path)
 		}
-		if got := strconv.Itoa(m.id); got != tc.wantID {
+		if got := strconv.Itoa(m.ID); got != tc.wantID {
 			t.Errorf("mountOf(%s) = mount %s, want %s", tc.path, got, tc.wantID)
 		}
-		if fp, _ := m.fsPath(tc.path); fp != tc.fsPath {
+		if fp, _ := fsPath(&m, tc.path); fp != tc.fsPath {
 			t.Errorf("fsPath(%s) = %s, want %s", tc.path, fp, tc.fsPath)
 		}
 	}
 }
 
 func TestRootMountFor(t *testing.T) {
-	ms, _ := parseMountInfo([]byte(sampleMountInfo))
+	ms := parseSample(t)
 	m, ok := rootMountFor(ms, 253, 0, "/ostree/repo/objects/ab/cd.file", "/ostree/deploy/fedora-coreos/var/lib/x")
-	if !ok || m.root != "/" || m.readOnly() {
+	if !ok || m.Root != "/" || readOnly(&m) {
 		t.Errorf("rootMountFor both = %+v, %v; want the read-write mount of /", m, ok)
 	}
 	m, ok = rootMountFor(ms, 253, 0, "/ostree/deploy/fedora-coreos/var/a", "/ostree/deploy/fedora-coreos/var/b")
-	if !ok || m.root != "/" {
+	if !ok || m.Root != "/" {
 		t.Errorf("rootMountFor = %+v: the shortest root is preferred", m)
 	}
 	if _, ok := rootMountFor(ms, 7, 3, "/other", "/with space/x"); ok {
@@ -95,16 +94,15 @@ func TestRootMountFor(t *testing.T) {
 }
 
 func TestParseOwnMountInfo(t *testing.T) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
+	if _, err := os.Stat("/proc/self/mountinfo"); err != nil {
 		t.Skip("no /proc/self/mountinfo")
 	}
-	ms, err := parseMountInfo(data)
+	ms, err := mountinfo.GetMounts(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m, ok := mountOf(ms, "/")
-	if !ok || m.mountPoint != "/" {
+	if !ok || m.Mountpoint != "/" {
 		t.Fatalf("no mount for / in this process's mountinfo")
 	}
 }

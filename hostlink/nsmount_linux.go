@@ -2,9 +2,9 @@ package hostlink
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,13 +29,9 @@ func mountWholeFS(repo, session, mnt string) (string, string, error) {
 	if rst.Dev != sst.Dev {
 		return "", "", fmt.Errorf("repository and staging directory are on different filesystems")
 	}
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(nil)
 	if err != nil {
-		return "", "", err
-	}
-	mounts, err := parseMountInfo(data)
-	if err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("read the mount table: %w", err)
 	}
 	maj, min := unix.Major(rst.Dev), unix.Minor(rst.Dev)
 	fsRepo, err := fsPathOf(mounts, repo, maj, min)
@@ -66,33 +62,33 @@ func mountWholeFS(repo, session, mnt string) (string, string, error) {
 
 // fsPathOf returns the path of p inside its filesystem, from the mount p
 // is reached through, which must be of device maj:min.
-func fsPathOf(mounts []mountEntry, p string, maj, min uint32) (string, error) {
+func fsPathOf(mounts []*mountinfo.Info, p string, maj, min uint32) (string, error) {
 	m, ok := mountOf(mounts, p)
-	if !ok || m.major != maj || m.minor != min {
+	if !ok || !sameDevice(&m, maj, min) {
 		return "", fmt.Errorf("no mount of device %d:%d found for %s in mountinfo", maj, min, p)
 	}
-	fp, _ := m.fsPath(p)
+	fp, _ := fsPath(&m, p)
 	return fp, nil
 }
 
 // mountRoot mounts a tree of the filesystem maj:min holding every path
 // of paths on mnt, writable, and returns its root's path in the
 // filesystem.
-func mountRoot(mounts []mountEntry, maj, min uint32, fsRepo, fsSession, mnt string) (string, error) {
+func mountRoot(mounts []*mountinfo.Info, maj, min uint32, fsRepo, fsSession, mnt string) (string, error) {
 	base := "/"
 	if m, ok := rootMountFor(mounts, maj, min, fsRepo, fsSession); ok {
-		if err := unix.Mount(m.mountPoint, mnt, "", unix.MS_BIND, ""); err != nil {
-			return "", fmt.Errorf("bind %s: %w", m.mountPoint, err)
+		if err := unix.Mount(m.Mountpoint, mnt, "", unix.MS_BIND, ""); err != nil {
+			return "", fmt.Errorf("bind %s: %w", m.Mountpoint, err)
 		}
-		base = filepath.Clean(m.root)
+		base = filepath.Clean(m.Root)
 	} else {
 		m, _ := mountOf(mounts, filepath.Dir(mnt))
 		data := ""
-		if m.fsType == "btrfs" {
+		if m.FSType == "btrfs" {
 			data = "subvolid=5" // mountinfo roots are relative to the top subvolume
 		}
-		if err := unix.Mount(m.source, mnt, m.fsType, 0, data); err != nil {
-			return "", fmt.Errorf("mount %s (%s): %w", m.source, m.fsType, err)
+		if err := unix.Mount(m.Source, mnt, m.FSType, 0, data); err != nil {
+			return "", fmt.Errorf("mount %s (%s): %w", m.Source, m.FSType, err)
 		}
 	}
 	var sfs unix.Statfs_t
