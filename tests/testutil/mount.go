@@ -3,10 +3,10 @@ package testutil
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -71,46 +71,12 @@ func MountOverlay(t testing.TB, o Overlay, target string) {
 	Mount(t, "overlay", target, "overlay", flags, o.Options())
 }
 
-// MountedAt reports whether target is a mount point, from /proc/self/mountinfo.
+// MountedAt reports whether target is a mount point, from the mount
+// table (/proc/thread-self/mountinfo).
 func MountedAt(target string) (bool, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	ms, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(target))
 	if err != nil {
 		return false, fmt.Errorf("read mountinfo: %w", err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && unescapeMountPath(f[4]) == target {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-// unescapeMountPath undoes the octal escapes (\040 for space, …) that
-// mountinfo uses in paths.
-func unescapeMountPath(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v byte
-			ok := true
-			for _, c := range s[i+1 : i+4] {
-				if c < '0' || c > '7' {
-					ok = false
-					break
-				}
-				v = v*8 + byte(c-'0')
-			}
-			if ok {
-				b.WriteByte(v)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return len(ms) > 0, nil
 }
