@@ -10,8 +10,8 @@ import (
 
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/app"
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/images"
-	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/runtime"
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/state"
+	"github.com/cfs-storage/cfs-storage/cmd/internal/runtime"
 )
 
 // RunOptions tune Run.
