@@ -5,7 +5,6 @@
 package runtime
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -13,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 // Runtime is an OCI runtime found on PATH and how to call it here.
@@ -56,32 +57,20 @@ func (l CgroupLayout) String() string {
 }
 
 // ParseCgroupLayout reads a mountinfo table (/proc/self/mountinfo).
-func ParseCgroupLayout(mountinfo io.Reader) (CgroupLayout, error) {
+func ParseCgroupLayout(r io.Reader) (CgroupLayout, error) {
+	mounts, err := mountinfo.GetMountsFromReader(r, mountinfo.FSTypeFilter("cgroup", "cgroup2"))
+	if err != nil {
+		return CgroupUnknown, fmt.Errorf("read mountinfo: %w", err)
+	}
 	var v1, v2, v2AtRoot bool
-	sc := bufio.NewScanner(mountinfo)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, f := range fields {
-			if f == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 5 || sep+1 >= len(fields) {
-			continue
-		}
-		switch fields[sep+1] {
+	for _, m := range mounts {
+		switch m.FSType {
 		case "cgroup":
 			v1 = true
 		case "cgroup2":
 			v2 = true
-			v2AtRoot = v2AtRoot || fields[4] == "/sys/fs/cgroup"
+			v2AtRoot = v2AtRoot || m.Mountpoint == "/sys/fs/cgroup"
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return CgroupUnknown, fmt.Errorf("read mountinfo: %w", err)
 	}
 	switch {
 	case v2AtRoot && !v1:

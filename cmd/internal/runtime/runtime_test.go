@@ -32,12 +32,14 @@ func TestParseCgroupLayout(t *testing.T) {
 		{"v2", v2Info, CgroupV2},
 		{"v1", v1Info, CgroupV1},
 		{"none", "22 1 0:20 / / rw - ext4 /dev/sda1 rw\n", CgroupUnknown},
-		{"garbage", "not a mountinfo line\n", CgroupUnknown},
 	} {
 		got, err := ParseCgroupLayout(strings.NewReader(tc.info))
 		if err != nil || got != tc.want {
 			t.Errorf("%s: got %v, %v; want %v", tc.name, got, err, tc.want)
 		}
+	}
+	if got, err := ParseCgroupLayout(strings.NewReader("not a mountinfo line\n")); err == nil {
+		t.Errorf("garbage: got %v, no error", got)
 	}
 }
 
