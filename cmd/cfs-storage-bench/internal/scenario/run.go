@@ -73,7 +73,7 @@ type Config struct {
 type runner struct {
 	cfg     Config
 	res     *report.Results
-	rt      *runtime // detected on first use
+	rt      *starter // detected on first use
 	depth   [][]byte
 	bound   *lowerBound
 	logf    func(format string, args ...any)
@@ -381,7 +381,7 @@ func (r *runner) notes() []string {
 		n = append(n, "`cfs-storage df` was not run: no cfs-storage binary next to cfs-storage-bench or on PATH (`make build` puts both in bin/).")
 	}
 	n = append(n,
-		"start: create container (store.CreateContainer), mount (store.Mount), run a minimal OCI bundle with the runtime, unmount, delete; median and p95 over the runs after one untimed warm-up, the drivers interleaved run by run (rotating which goes first; vfs in its own block), an untimed syncfs after each start; `storage` is the median of the start minus the runtime's part. Cold: `sync` + drop_caches, then the host reads its copy of the program's files (the start image's program and memory file set, through the host checkout) and the runtime binary, then one timed start of the program (`"+strings.Join(r.cfg.Corpus.ColdArgs, " ")+"`).",
+		"start: create container (store.CreateContainer), mount (store.Mount), run the start program with the OCI runtime as `cfs-storage run` does (same runtime detection, runtime spec and run), unmount, delete; median and p95 over the runs after one untimed warm-up, the drivers interleaved run by run (rotating which goes first; vfs in its own block), an untimed syncfs after each start; `storage` is the median of the start minus the runtime's part. Cold: `sync` + drop_caches, then the host reads its copy of the program's files (the start image's program and memory file set, through the host checkout) and the runtime binary, then one timed start of the program (`"+strings.Join(r.cfg.Corpus.ColdArgs, " ")+"`).",
 		"memory: drop_caches, the host reads the file set through its checkout, then the same paths are read through a container's mount; growth of Cached+Buffers in /proc/meminfo, and the data pages newly resident under the container's files (mincore through the mount, which reports the backing file's pages).",
 		fmt.Sprintf("depth: synthetic images of %v layers (quick corpus: %v), one chain put with store.PutLayer; the first mount of each is timed alone, then mount and a full start (/bin/true) are timed over the runs, the drivers interleaved run by run.", Depths, QuickDepths),
 	)

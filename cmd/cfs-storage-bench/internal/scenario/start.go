@@ -1,120 +1,57 @@
 package scenario
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
-	rspec "github.com/opencontainers/runtime-spec/specs-go"
+	imgspec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/cfs-storage/cfs-storage/cmd/internal/runtime"
 )
 
-// runtime is the OCI runtime containers are started with.
-type runtime struct {
-	path   string
-	global []string // flags before the command, e.g. --cgroup-manager=disabled
-	wrap   []string // a command the runtime runs under (see detectRuntime)
-	what   string   // how it runs, for the report
-	seq    int
-	dir    string // bundles live here
+// starter starts containers with the OCI runtime exactly as
+// `cfs-storage run` does: the runtime found by runtime.Detect, the
+// runtime spec of runtime.Spec, run by Runtime.Run.
+type starter struct {
+	rt  *runtime.Runtime
+	dir string // run directories live here
 }
 
-func (rt *runtime) String() string {
-	s := strings.TrimSpace(filepath.Base(rt.path) + " " + strings.Join(rt.global, " "))
-	if rt.what != "" {
-		s += " " + rt.what
+func (s *starter) String() string {
+	out := strings.Join(append([]string{filepath.Base(s.rt.Path)}, s.rt.GlobalArgs...), " ")
+	if s.rt.DetachUnified {
+		out += " in a private mount namespace without /sys/fs/cgroup/unified"
 	}
-	return s
+	return out
 }
 
-// unifiedDetached runs a program in a private mount namespace where the
-// cgroup2 mount of a hybrid layout is detached, so crun sees cgroup v1.
-var unifiedDetached = []string{"unshare", "--mount", "--propagation", "private", "sh", "-c",
-	`umount -l /sys/fs/cgroup/unified 2>/dev/null; exec "$0" "$@"`}
-
-// spec is a minimal OCI runtime spec for rootfs running args.
-func spec(rootfs string, args []string) *rspec.Spec {
-	return &rspec.Spec{
-		Version: "1.0.2", // crun 1.8 rejects newer versions it does not know
-		Process: &rspec.Process{
-			Args: args, Cwd: "/", NoNewPrivileges: true,
-			Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-		},
-		Root:     &rspec.Root{Path: rootfs},
-		Hostname: "bench",
-		Mounts: []rspec.Mount{
-			{Destination: "/proc", Type: "proc", Source: "proc"},
-			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "mode=755", "size=65536k"}},
-		},
-		Linux: &rspec.Linux{Namespaces: []rspec.LinuxNamespace{{Type: "pid"}, {Type: "mount"}, {Type: "ipc"}, {Type: "uts"}}},
-	}
-}
-
-// run runs args in a container on rootfs and waits for it.
-func (rt *runtime) run(ctx context.Context, rootfs string, args []string) error {
-	rt.seq++
-	id := fmt.Sprintf("cfs-bench-%d-%d", os.Getpid(), rt.seq)
-	bundle := filepath.Join(rt.dir, id)
-	if err := os.Mkdir(bundle, 0o700); err != nil {
-		return err
-	}
-	defer os.RemoveAll(bundle)
-	b, err := json.Marshal(spec(rootfs, args))
+// run runs args in container id, whose root is mounted at rootfs, and
+// waits for it. The image config of the corpus's images sets only the
+// default PATH, which the spec gets anyway, so it is not read.
+func (s *starter) run(ctx context.Context, id, rootfs string, args []string) error {
+	spec, err := runtime.Spec(&imgspec.ImageConfig{}, runtime.SpecOptions{
+		Rootfs: rootfs, Hostname: id[:min(12, len(id))], Command: args, NoCgroups: s.rt.NoCgroups,
+	})
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600); err != nil {
-		return err
+	var out bytes.Buffer
+	code, err := s.rt.Run(ctx, runtime.RunOptions{
+		ID: id, Spec: spec, Dir: filepath.Join(s.dir, id), Stdout: &out, Stderr: &out,
+	})
+	if err == nil && code != 0 {
+		err = fmt.Errorf("exit code %d", code)
 	}
-	argv := append(append(append(slices.Clone(rt.wrap), rt.path), rt.global...), "run", "--bundle", bundle, id)
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%s run %s: %w: %s", rt, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("%s run %s: %w: %s", s, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
 	}
 	return nil
-}
-
-// detectRuntime finds a runtime that starts /bin/true on rootfs here:
-// crun; crun without cgroup management; crun in a private mount
-// namespace with the cgroup2 mount of a hybrid layout detached (crun 1.8
-// refuses hybrid layouts: "cgroups in hybrid mode not supported"); then
-// runc.
-func detectRuntime(ctx context.Context, dir, rootfs string) (*runtime, error) {
-	candidates := []struct {
-		name   string
-		global []string
-		wrap   []string
-		what   string
-	}{
-		{name: "crun"},
-		{name: "crun", global: []string{"--cgroup-manager=disabled"}},
-		{name: "crun", global: []string{"--cgroup-manager=disabled"}, wrap: unifiedDetached,
-			what: "in a private mount namespace without /sys/fs/cgroup/unified (unshare -m)"},
-		{name: "runc"},
-	}
-	var errs []error
-	for _, c := range candidates {
-		p, err := exec.LookPath(c.name)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		rt := &runtime{path: p, global: c.global, wrap: c.wrap, what: c.what, dir: dir}
-		if err := rt.run(ctx, rootfs, []string{"/bin/true"}); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		return rt, nil
-	}
-	return nil, fmt.Errorf("no OCI runtime starts a container here: %w", errors.Join(errs...))
 }
 
 // phases are the parts of one container start.
@@ -146,11 +83,11 @@ func (r *runner) cycle(ctx context.Context, bs *benchStore, imageID string, args
 	}
 	p.mount = time.Since(t)
 	if len(args) > 0 {
-		if err := r.ensureRuntime(ctx, mnt); err != nil {
+		if err := r.ensureRuntime(ctx); err != nil {
 			return p, err
 		}
 		t = time.Now()
-		if err := r.rt.run(ctx, mnt, args); err != nil {
+		if err := r.rt.run(ctx, ctr.ID, mnt, args); err != nil {
 			return p, err
 		}
 		p.run = time.Since(t)
@@ -166,17 +103,17 @@ func (r *runner) cycle(ctx context.Context, bs *benchStore, imageID string, args
 	return p, nil
 }
 
-func (r *runner) ensureRuntime(ctx context.Context, rootfs string) error {
+func (r *runner) ensureRuntime(ctx context.Context) error {
 	if r.rt != nil {
 		return nil
 	}
-	rt, err := detectRuntime(ctx, r.scratch, rootfs)
+	rt, err := runtime.Detect(ctx, "")
 	if err != nil {
 		return err
 	}
-	r.rt = rt
-	r.res.Machine.Runtime = rt.String() + " (run by the benchmark with a minimal OCI bundle)"
-	r.logf("[start] runtime: %s", rt)
+	r.rt = &starter{rt: rt, dir: filepath.Join(r.scratch, "run")}
+	r.res.Machine.Runtime = r.rt.String() + " (run by the benchmark as `cfs-storage run` runs it)"
+	r.logf("[start] runtime: %s", r.rt)
 	return nil
 }
 
@@ -281,7 +218,7 @@ func (r *runner) coldStarts(ctx context.Context, group []*benchStore, n int, tim
 			if _, err := r.hostRead(); err != nil {
 				return err
 			}
-			if _, err := readFile(r.rt.path); err != nil {
+			if _, err := readFile(r.rt.rt.Path); err != nil {
 				return err
 			}
 			p, err := r.cycle(ctx, bs, bs.images[c.StartImage], c.ColdArgs)
