@@ -11,7 +11,6 @@ import (
 	"go.podman.io/storage/pkg/idtools"
 
 	"github.com/cfs-storage/cfs-storage/dedup"
-	"github.com/cfs-storage/cfs-storage/layers"
 )
 
 // Name is the name the driver registers under: driver = "cfs".
@@ -36,18 +35,45 @@ func (a *adapter[F]) String() string { return Name }
 
 // CreateReadWrite creates a writable layer for a container.
 func (a *adapter[F]) CreateReadWrite(id, parent string, opts *graphdriver.CreateOpts) error {
-	if err := checkCreateOpts(opts); err != nil {
-		return err
-	}
-	return a.c.create(context.Background(), id, parent, containerLayer)
+	return a.create(id, parent, opts, containerLayer)
 }
 
 // Create creates a layer; it stays writable until sealed.
 func (a *adapter[F]) Create(id, parent string, opts *graphdriver.CreateOpts) error {
+	return a.create(id, parent, opts, imageLayer)
+}
+
+// create makes a layer; one with no parent has its root owned by the
+// root of the ID mappings it is created with, as with overlay.
+func (a *adapter[F]) create(id, parent string, opts *graphdriver.CreateOpts, kind layerKind) error {
 	if err := checkCreateOpts(opts); err != nil {
 		return err
 	}
-	return a.c.forImages().create(context.Background(), id, parent, imageLayer)
+	var m *idtools.IDMappings
+	if opts != nil {
+		m = opts.IDMappings
+	}
+	uid, gid, err := rootOf(m)
+	if err != nil {
+		return fmt.Errorf("cfs: create %s: %w", id, err)
+	}
+	c := a.c // container layers in the graph root, image layers where images go
+	if kind == imageLayer {
+		c = a.c.forImages()
+	}
+	return c.createOwned(context.Background(), id, parent, kind, uid, gid)
+}
+
+// rootOf is the host owner of the container's root in m (0:0 for none).
+func rootOf(m *idtools.IDMappings) (uint32, uint32, error) {
+	if m == nil {
+		return 0, 0, nil
+	}
+	uid, gid, err := idtools.GetRootUIDGID(m.UIDs(), m.GIDs())
+	if err != nil {
+		return 0, 0, fmt.Errorf("root of the ID mappings: %w", err)
+	}
+	return uint32(uid), uint32(gid), nil
 }
 
 func checkCreateOpts(opts *graphdriver.CreateOpts) error {
@@ -90,8 +116,8 @@ func (a *adapter[F]) GetTempDirRootDirs() []string { return a.c.homes() }
 // Get mounts a layer and returns its root.
 //
 // UID and GID maps in options are those the layer's owners were already
-// shifted to: cfs does not support shifting at mount time
-// (SupportsShifting), so containers/storage chowns a container's layer
+// remapped to: cfs does not support shifting at mount time
+// (SupportsShifting), so containers/storage remaps a container's layer
 // when it creates it (UpdateLayerIDMap) and refuses to mount it with
 // other maps. The mount shows the owners as they are, and the maps are
 // ignored, as overlay ignores them when it cannot shift.
@@ -172,21 +198,8 @@ func (a *adapter[F]) ApplyDiff(id string, options graphdriver.ApplyDiffOpts) (in
 	return a.c.owner(id).applyDiff(context.Background(), id, options.Diff, idMapper(options.Mappings))
 }
 
-// idMapper maps container IDs to host IDs with m (nil for no mapping).
-func idMapper(m *idtools.IDMappings) layers.IDMapper {
-	if m == nil || m.Empty() {
-		return nil
-	}
-	return func(uid, gid uint32) (uint32, uint32, error) {
-		p, err := m.ToHost(idtools.IDPair{UID: int(uid), GID: int(gid)})
-		if err != nil {
-			return 0, 0, err
-		}
-		return uint32(p.UID), uint32(p.GID), nil
-	}
-}
-
-// DiffSize returns the size of a layer's own contents.
+// DiffSize returns the size of a layer's own contents (a layer whose
+// owners were only remapped has none).
 func (a *adapter[F]) DiffSize(id string, _ *idtools.IDMappings, _ string, _ *idtools.IDMappings, _ string) (int64, error) {
 	return a.c.owner(id).diffSize(context.Background(), id)
 }
@@ -197,34 +210,18 @@ func (a *adapter[F]) DiffGetter(id string) (graphdriver.FileGetCloser, error) {
 }
 
 // UpdateLayerIDMap changes the owners of everything layer id shows from
-// the host IDs of toContainer to those of toHost (for a container in a
-// user namespace).
-func (a *adapter[F]) UpdateLayerIDMap(id string, toContainer, toHost *idtools.IDMappings, mountLabel string) error {
-	return a.c.owner(id).updateIDMap(context.Background(), id, remapper(toContainer, toHost), mountLabel, func(dir string) error {
+// the host IDs of toContainer to those of toHost (for a layer whose
+// mappings differ from its parent's, where the driver does not shift).
+// The remap becomes the layer's base, not part of its own diff
+// (idmap.go), as overlay's rotation of its diff directories has it.
+func (a *adapter[F]) UpdateLayerIDMap(id string, toContainer, toHost *idtools.IDMappings, _ string) error {
+	uid, gid, err := rootOf(toHost)
+	if err != nil {
+		return fmt.Errorf("cfs: remap owners of %s: %w", id, err)
+	}
+	return a.c.owner(id).updateIDMap(context.Background(), id, remapper(toContainer, toHost), uid, gid, func(dir string) error {
 		return graphdriver.ChownPathByMaps(dir, toContainer, toHost)
 	})
-}
-
-// remapper maps a host owner through toContainer back to the container
-// IDs, then through toHost to the new host IDs.
-func remapper(toContainer, toHost *idtools.IDMappings) layers.IDMapper {
-	if toContainer == nil {
-		toContainer = &idtools.IDMappings{}
-	}
-	if toHost == nil {
-		toHost = &idtools.IDMappings{}
-	}
-	return func(uid, gid uint32) (uint32, uint32, error) {
-		u, g, err := toContainer.ToContainer(idtools.IDPair{UID: int(uid), GID: int(gid)})
-		if err != nil {
-			return 0, 0, err
-		}
-		p, err := toHost.ToHost(idtools.IDPair{UID: u, GID: g})
-		if err != nil {
-			return 0, 0, err
-		}
-		return uint32(p.UID), uint32(p.GID), nil
-	}
 }
 
 // SupportsShifting reports false: no idmapped mounts yet.

@@ -58,9 +58,16 @@ func (d *core) checkImages(ctx context.Context, mode CheckMode) ([]ImageProblem,
 			problems = append(problems, ImageProblem{Layer: id, Path: d.layers.path(id), Detail: err.Error() + "; remove the layer and pull its image again"})
 			continue
 		}
+		var images []string
 		if m.Sealed {
-			if err := checkImage(d.layers.diffImage(id)); err != nil {
-				problems = append(problems, ImageProblem{Layer: id, Path: d.layers.diffImage(id), Detail: err.Error() + "; remove the layer and pull its image again"})
+			images = append(images, d.layers.diffImage(id))
+		}
+		if m.Base {
+			images = append(images, d.layers.baseImage(id))
+		}
+		for _, img := range images {
+			if err := checkImage(img); err != nil {
+				problems = append(problems, ImageProblem{Layer: id, Path: img, Detail: err.Error() + "; remove the layer and pull its image again"})
 			}
 		}
 		if p, ok := d.checkFlat(ctx, id, repair); ok {

@@ -83,10 +83,11 @@ func (c *contents) ingestOptions(mapIDs layers.IDMapper) layers.IngestOptions {
 
 // commit builds layer id's diff tree with build, storing its contents
 // in one ingest session, has write store the tree (the layer's image),
-// then registers the objects the tree uses as id's refs. Until the refs
-// are committed the session pins the objects against collection; a
-// failure or crash before leaves them collectable.
-func (c *contents) commit(ctx context.Context, id string, build func(layers.Contents) (*tree.Tree, error), write func(*tree.Tree) error) (*tree.Tree, error) {
+// then registers the objects the tree and the trees also (nil ones
+// skipped) use as id's refs. Until the refs are committed the session
+// pins the objects against collection; a failure or crash before leaves
+// them collectable.
+func (c *contents) commit(ctx context.Context, id string, build func(layers.Contents) (*tree.Tree, error), write func(*tree.Tree) error, also ...*tree.Tree) (*tree.Tree, error) {
 	in, err := c.objects.BeginIngest(ctx)
 	if err != nil {
 		return nil, err
@@ -108,8 +109,13 @@ func (c *contents) commit(ctx context.Context, id string, build func(layers.Cont
 	if err != nil {
 		return nil, err
 	}
-	if err := c.pinTree(ctx, in, diff); err != nil {
-		return nil, err
+	for _, t := range append([]*tree.Tree{diff}, also...) {
+		if t == nil {
+			continue
+		}
+		if err := c.pinTree(ctx, in, t); err != nil {
+			return nil, err
+		}
 	}
 	if err := write(diff); err != nil {
 		return nil, err

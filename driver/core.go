@@ -225,10 +225,17 @@ func (d *core) close() error {
 
 // create makes a writable layer on parent (sealing parent first).
 func (d *core) create(ctx context.Context, id, parent string, kind layerKind) error {
+	return d.createOwned(ctx, id, parent, kind, 0, 0)
+}
+
+// createOwned is create where a layer with no parent gets a root owned
+// by uid:gid (the root of the ID mappings it is created with, as overlay
+// has it); a layer on a parent gets the parent's root.
+func (d *core) createOwned(ctx context.Context, id, parent string, kind layerKind, uid, gid uint32) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
-	root := rootAttrs{mode: 0o555}
+	root := rootAttrs{mode: 0o555, uid: uid, gid: gid}
 	if parent != "" {
 		if err := d.seal(ctx, parent); err != nil {
 			return fmt.Errorf("cfs: create %s on %s: %w", id, parent, err)
@@ -256,22 +263,40 @@ func (d *core) seal(ctx context.Context, id string) error {
 	if err != nil || m.Sealed {
 		return err
 	}
-	var lower *tree.Tree
-	if m.Parent != "" {
-		if lower, err = d.flatTree(ctx, m.Parent); err != nil {
-			return fmt.Errorf("cfs: seal %s: %w", id, err)
-		}
+	_, err = d.sealUpper(ctx, id, m)
+	return err
+}
+
+// sealUpper seals the writable layer id (metadata m): its upper
+// directory, read over its base, becomes its diff image.
+func (d *core) sealUpper(ctx context.Context, id string, m layerMeta) (*tree.Tree, error) {
+	lower, err := d.baseTree(ctx, id, m)
+	if err != nil {
+		return nil, fmt.Errorf("cfs: seal %s: %w", id, err)
 	}
 	if d.layers.readOnly(id) {
-		return d.snapshot(ctx, id, m, lower)
+		return nil, d.snapshot(ctx, id, m, lower)
 	}
-	_, err = d.commitLayer(ctx, id, m, func(contents layers.Contents) (*tree.Tree, error) {
+	diff, err := d.commitLayer(ctx, id, m, func(contents layers.Contents) (*tree.Tree, error) {
 		return layers.FromUpper(ctx, d.layers.upperDir(id), lower, contents, d.contents.ingestOptions(nil))
 	})
 	if err != nil {
-		return fmt.Errorf("cfs: seal %s: %w", id, err)
+		return nil, fmt.Errorf("cfs: seal %s: %w", id, err)
 	}
-	return nil
+	return diff, nil
+}
+
+// baseTree is the tree layer id's own diff applies to: its base image
+// for a remapped layer (layerMeta.Base), else the merged tree of its
+// parent chain; nil for a layer with neither.
+func (d *core) baseTree(ctx context.Context, id string, m layerMeta) (*tree.Tree, error) {
+	switch {
+	case m.Base:
+		return d.images.readBase(id)
+	case m.Parent != "":
+		return d.flatTree(ctx, m.Parent)
+	}
+	return nil, nil
 }
 
 // snapshot seals the read-only store's writable layer id into this
@@ -280,16 +305,26 @@ func (d *core) seal(ctx context.Context, id string) error {
 // the layer's refs.
 func (d *core) snapshot(ctx context.Context, id string, m layerMeta, lower *tree.Tree) error {
 	upper := d.layers.upperDir(id)
+	// A remapped layer's snapshot has its base (lower) too.
+	var base *tree.Tree
+	if m.Base {
+		base = lower
+	}
 	err := d.layers.snapshot(id, func(dir string) error {
+		if base != nil {
+			if err := d.images.writeBase(filepath.Join(dir, baseImageFile), base); err != nil {
+				return err
+			}
+		}
 		_, err := d.contents.commit(ctx, id, func(contents layers.Contents) (*tree.Tree, error) {
 			return layers.FromUpper(ctx, upper, lower, contents, d.contents.ingestOptions(nil))
 		}, func(t *tree.Tree) error {
 			return writeImage(filepath.Join(dir, diffImageFile), t)
-		})
+		}, base)
 		if err != nil {
 			return err
 		}
-		return writeMetaIn(dir, layerMeta{Parent: m.Parent, Sealed: true})
+		return writeMetaIn(dir, layerMeta{Parent: m.Parent, Sealed: true, Base: m.Base})
 	})
 	if err != nil {
 		return fmt.Errorf("cfs: snapshot %s of a read-only image store: %w", id, err)
@@ -363,10 +398,19 @@ func (d *core) applyDiff(ctx context.Context, id string, r io.Reader, mapIDs lay
 // stored), writes it as the layer's image, registers the objects it uses
 // as the layer's refs and marks the layer sealed. A crash before the
 // last step leaves the layer unsealed and the objects collectable.
+//
+// A remapped layer's refs also hold the objects of its base image.
 func (d *core) commitLayer(ctx context.Context, id string, m layerMeta, build func(layers.Contents) (*tree.Tree, error)) (*tree.Tree, error) {
+	var base *tree.Tree
+	if m.Base {
+		var err error
+		if base, err = d.images.readBase(id); err != nil {
+			return nil, err
+		}
+	}
 	diff, err := d.contents.commit(ctx, id, build, func(t *tree.Tree) error {
 		return writeImage(d.layers.diffImage(id), t)
-	})
+	}, base)
 	if err != nil {
 		return nil, err
 	}

@@ -138,24 +138,35 @@ func (d *core) createFromTemplate(ctx context.Context, id, template, parent stri
 		return fmt.Errorf("cfs: layer %s already exists", id)
 	}
 	err = d.layers.build(id, func(dir string) error {
-		img := filepath.Join(dir, diffImageFile)
+		meta := layerMeta{Parent: parent, Sealed: true}
 		if tm.Parent == parent && d.layers.home(template) == ownLayer {
-			// Same parent: the same image and refs.
-			if err := copyFile(d.layers.diffImage(template)+digestSuffix, img+digestSuffix); err != nil {
-				return err
+			// Same parent: the same images and refs (a remapped
+			// template's diff applies to its base: the copy gets both).
+			files := []string{diffImageFile}
+			if tm.Base {
+				files, meta.Base = append(files, baseImageFile), true
 			}
-			if err := copyFile(d.layers.diffImage(template), img); err != nil {
-				return err
+			for _, f := range files {
+				src, dst := filepath.Join(d.layers.path(template), f), filepath.Join(dir, f)
+				if err := copyFile(src+digestSuffix, dst+digestSuffix); err != nil {
+					return err
+				}
+				if err := copyFile(src, dst); err != nil {
+					return err
+				}
 			}
 			// The refs before the layer: a crash in between leaves refs
 			// of a missing layer, which recovery drops.
 			if err := d.contents.copyRefs(ctx, template, id); err != nil {
 				return fmt.Errorf("object refs: %w", err)
 			}
-		} else if err := d.copyTree(ctx, id, template, tm.Parent == parent, img); err != nil {
-			return err
+		} else {
+			meta.Base = tm.Parent == parent && tm.Base
+			if err := d.copyTree(ctx, id, template, tm.Parent == parent, dir); err != nil {
+				return err
+			}
 		}
-		return writeMetaIn(dir, layerMeta{Parent: parent, Sealed: true})
+		return writeMetaIn(dir, meta)
 	})
 	if err != nil {
 		d.contents.dropRefs(ctx, id)
@@ -164,15 +175,21 @@ func (d *core) createFromTemplate(ctx context.Context, id, template, parent stri
 	return atomicfile.SyncDir(d.layers.dir)
 }
 
-// copyTree writes the image at img for layer id with template's content:
-// its own diff (sameParent), else its whole tree over an opaque root.
-// Every object the image uses is registered as id's refs (imported from a
+// copyTree writes the images in the layer directory dir for layer id
+// with template's content: its own diff (sameParent; with the base of a
+// remapped template), else its whole tree over an opaque root. Every
+// object the images use is registered as id's refs (imported from a
 // read-only store where only that has it).
-func (d *core) copyTree(ctx context.Context, id, template string, sameParent bool, img string) error {
-	var t *tree.Tree
+func (d *core) copyTree(ctx context.Context, id, template string, sameParent bool, dir string) error {
+	var t, base *tree.Tree
 	var err error
 	if sameParent {
 		t, err = d.images.readDiff(template)
+		if m, merr := d.layers.readMeta(template); err == nil && merr == nil && m.Base {
+			if base, err = d.images.readBase(template); err == nil {
+				err = d.images.writeBase(filepath.Join(dir, baseImageFile), base)
+			}
+		}
 	} else if t, err = d.flatTree(ctx, template); err == nil {
 		t.Root.SetXattr(layers.OpaqueXattr, []byte("y"))
 	}
@@ -180,8 +197,8 @@ func (d *core) copyTree(ctx context.Context, id, template string, sameParent boo
 		return err
 	}
 	_, err = d.contents.commit(ctx, id, func(layers.Contents) (*tree.Tree, error) { return t, nil }, func(t *tree.Tree) error {
-		return writeImage(img, t)
-	})
+		return writeImage(filepath.Join(dir, diffImageFile), t)
+	}, base)
 	return err
 }
 
@@ -221,11 +238,9 @@ func (d *core) diffTree(ctx context.Context, id string, contents layers.Contents
 		t, err := d.images.readDiff(id)
 		return t, m, err
 	}
-	var lower *tree.Tree
-	if m.Parent != "" {
-		if lower, err = d.flatTree(ctx, m.Parent); err != nil {
-			return nil, m, err
-		}
+	lower, err := d.baseTree(ctx, id, m)
+	if err != nil {
+		return nil, m, err
 	}
 	t, err := layers.FromUpper(ctx, d.layers.upperDir(id), lower, contents, d.contents.ingestOptions(nil))
 	if err != nil {
@@ -250,11 +265,12 @@ func (d *core) fullTree(ctx context.Context, id string) (*tree.Tree, error) {
 	if err != nil {
 		return nil, err
 	}
-	base := tree.New()
-	if m.Parent != "" {
-		if base, err = d.flatTree(ctx, m.Parent); err != nil {
-			return nil, err
-		}
+	base, err := d.baseTree(ctx, id, m)
+	if err != nil {
+		return nil, err
+	}
+	if base == nil {
+		base = tree.New()
 	}
 	if err := layers.Merge(base, diff); err != nil {
 		return nil, err

@@ -76,11 +76,24 @@ func (c *imageCache) readDiff(id string) (*tree.Tree, error) {
 	return t, nil
 }
 
+// readBase reads the remapped layer id's base image, checked.
+func (c *imageCache) readBase(id string) (*tree.Tree, error) {
+	t, err := c.read(c.layers.baseImage(id))
+	if errors.Is(err, ErrImageDamaged) {
+		return nil, fmt.Errorf("cfs: layer %s: base %w; remove the layer and create it again", id, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cfs: layer %s: base image: %w", id, err)
+	}
+	return t, nil
+}
+
 // flatTree returns the merged tree of the sealed layer id and its chain,
 // writing nothing: the layer's cached flattened image, else the nearest
 // ancestor's with the diff images of the layers above it merged on
-// (from the empty tree where no ancestor has one). A layer of the chain
-// that is not sealed gives errUnsealed.
+// (from the empty tree where no ancestor has one). A remapped layer
+// (layerMeta.Base) ends the chain: its base image is the tree below its
+// diff. A layer of the chain that is not sealed gives errUnsealed.
 func (c *imageCache) flatTree(ctx context.Context, id string) (*tree.Tree, error) {
 	var above []string // layers with no cached image, top first
 	base := tree.New()
@@ -101,7 +114,16 @@ func (c *imageCache) flatTree(ctx context.Context, id string) (*tree.Tree, error
 		if !m.Sealed {
 			return nil, &errUnsealed{id: cur}
 		}
-		above, cur = append(above, cur), m.Parent
+		above = append(above, cur)
+		if m.Base {
+			// A remapped layer's diff applies to its base image, not
+			// to its parent chain.
+			if base, err = c.readBase(cur); err != nil {
+				return nil, err
+			}
+			break
+		}
+		cur = m.Parent
 	}
 	for i := len(above) - 1; i >= 0; i-- {
 		if err := ctx.Err(); err != nil {
@@ -157,6 +179,21 @@ func (c *imageCache) ensure(ctx context.Context, id string) error {
 		return fmt.Errorf("cfs: flatten %s: %w", id, err)
 	}
 	c.checks.trust(c.path(id))
+	return nil
+}
+
+// writeBase writes t as a remapped layer's base image at path: durably
+// (it is the layer's content, not a cache) and, as it is mounted, with
+// fs-verity where flattened images get it.
+func (c *imageCache) writeBase(path string, t *tree.Tree) error {
+	err := writeImageWith(path, t, imageWrite{verity: c.verity, durable: true})
+	if err != nil && c.mode == dedup.VerityAuto && errors.Is(err, fsverity.ErrNotSupported) {
+		err = writeImage(path, t)
+	}
+	if err != nil {
+		return err
+	}
+	c.checks.trust(path)
 	return nil
 }
 

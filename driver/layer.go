@@ -22,6 +22,7 @@ var ErrLayerUnknown = errors.New("cfs: layer not known")
 const (
 	layerMetaFile = "layer.json" // layerMeta, written last on create
 	diffImageFile = "diff.cfs"   // the sealed layer's own composefs image
+	baseImageFile = "base.cfs"   // a remapped layer's base (layerMeta.Base)
 	upperDirName  = "upper"      // overlay upper dir of a writable layer
 	workDirName   = "work"       // overlay work dir of a writable layer
 )
@@ -40,6 +41,11 @@ type layerMeta struct {
 	// of changes made through a writable mount (Get without "ro") that
 	// are not yet folded into its diff image; the last Put folds them.
 	Upper bool `json:"upper,omitempty"`
+	// Base is true for a layer whose owners were remapped for other ID
+	// mappings than its parent's (UpdateLayerIDMap, idmap.go): its own
+	// diff applies to its base image (base.cfs), the tree of its parent
+	// chain with the owners remapped, instead of to the chain itself.
+	Base bool `json:"base,omitempty"`
 }
 
 // layerKind says what a new writable layer is for.
@@ -140,6 +146,9 @@ func (s *layerStore) upperDir(id string) string { return filepath.Join(s.path(id
 func (s *layerStore) workDir(id string) string  { return filepath.Join(s.path(id), workDirName) }
 func (s *layerStore) diffImage(id string) string {
 	return filepath.Join(s.path(id), diffImageFile)
+}
+func (s *layerStore) baseImage(id string) string {
+	return filepath.Join(s.path(id), baseImageFile)
 }
 
 // checkID refuses IDs that are not a single path component.

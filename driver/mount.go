@@ -65,6 +65,10 @@ func (d *core) get(ctx context.Context, id string, opts mountOptions) (string, e
 		if err == nil && !opts.ReadOnly && !m.Upper {
 			m, err = d.openUpper(id, m)
 		}
+	case m.Base:
+		// A remapped writable layer: its base image is mounted as it is.
+		image = d.layers.baseImage(id)
+		err = d.images.checkCached(image)
 	case m.Parent != "":
 		image = d.images.path(m.Parent)
 		err = d.ensureFlat(ctx, m.Parent)
