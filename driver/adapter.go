@@ -190,12 +190,12 @@ func (a *adapter[F]) Changes(id string, _ *idtools.IDMappings, parent string, _ 
 	return out, nil
 }
 
-// ApplyDiff ingests a layer tar into an empty layer and seals it.
+// ApplyDiff ingests a layer tar into a writable layer and seals it.
 func (a *adapter[F]) ApplyDiff(id string, options graphdriver.ApplyDiffOpts) (int64, error) {
 	if options.ForceMask != nil {
 		return 0, fmt.Errorf("cfs: apply diff to %s: force_mask is not supported", id)
 	}
-	return a.c.owner(id).applyDiff(context.Background(), id, options.Diff, idMapper(options.Mappings))
+	return a.c.owner(id).applyDiff(context.Background(), id, options.Diff, options.Mappings)
 }
 
 // DiffSize returns the size of a layer's own contents (a layer whose

@@ -11,7 +11,10 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"go.podman.io/storage/pkg/archive"
+	"go.podman.io/storage/pkg/chrootarchive"
 	"go.podman.io/storage/pkg/directory"
+	"go.podman.io/storage/pkg/idtools"
 	"golang.org/x/sys/unix"
 
 	"github.com/cfs-storage/cfs-storage/dedup"
@@ -364,11 +367,19 @@ func (d *core) ensureFlat(ctx context.Context, id string) error {
 	return d.sealing(ctx, func() error { return d.images.ensure(ctx, id) })
 }
 
-// applyDiff ingests a layer tar into the empty writable layer id and
-// seals it; it returns the size of the layer's contents.
-func (d *core) applyDiff(ctx context.Context, id string, r io.Reader, mapIDs layers.IDMapper) (int64, error) {
+// applyDiff ingests a layer tar into the writable layer id and seals it;
+// it returns the size of the layer's contents. Owners in the tar are
+// container IDs, stored as host IDs through mappings (nil for none).
+//
+// An empty layer that is not mounted takes the tar straight into its
+// diff image. A layer whose upper directory has content, or that is
+// mounted (here or by another process), gets the tar extracted into its
+// upper directory over what is there, as overlay extracts into its diff
+// directory, so that the mount shows it; the upper directory is then
+// sealed.
+func (d *core) applyDiff(ctx context.Context, id string, r io.Reader, mappings *idtools.IDMappings) (int64, error) {
 	if o := d.owner(id); o != d {
-		return o.applyDiff(ctx, id, r, mapIDs)
+		return o.applyDiff(ctx, id, r, mappings)
 	}
 	m, err := d.layers.readMeta(id)
 	if err != nil {
@@ -378,9 +389,14 @@ func (d *core) applyDiff(ctx context.Context, id string, r io.Reader, mapIDs lay
 		return 0, fmt.Errorf("cfs: apply diff to %s: the layer is sealed", id)
 	}
 	upper := d.layers.upperDir(id)
-	if names, err := readDirNames(upper); err != nil || len(names) > 0 {
-		return 0, fmt.Errorf("cfs: apply diff to %s: the layer already has content (%d entries, %v)", id, len(names), err)
+	names, err := readDirNames(upper)
+	if err != nil {
+		return 0, fmt.Errorf("cfs: apply diff to %s: %w", id, err)
 	}
+	if len(names) > 0 || d.mounted(id) {
+		return d.applyDiffToUpper(ctx, id, m, r, mappings)
+	}
+	mapIDs := idMapper(mappings)
 	diff, err := d.commitLayer(ctx, id, m, func(contents layers.Contents) (*tree.Tree, error) {
 		t, stats, err := layers.Ingest(ctx, r, contents, d.contents.ingestOptions(mapIDs))
 		if err == nil && !stats.RootEntry {
@@ -394,12 +410,45 @@ func (d *core) applyDiff(ctx context.Context, id string, r io.Reader, mapIDs lay
 	return layers.DiffSize(diff), nil
 }
 
+// applyDiffToUpper extracts a layer tar into the writable layer id's
+// upper directory (in a chroot, whiteouts as overlay has them) and seals
+// the layer.
+func (d *core) applyDiffToUpper(ctx context.Context, id string, m layerMeta, r io.Reader, mappings *idtools.IDMappings) (int64, error) {
+	if mappings == nil {
+		mappings = &idtools.IDMappings{}
+	}
+	err := chrootarchive.UntarUncompressed(r, d.layers.upperDir(id), &archive.TarOptions{
+		UIDMaps:        mappings.UIDs(),
+		GIDMaps:        mappings.GIDs(),
+		WhiteoutFormat: archive.OverlayWhiteoutFormat,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("cfs: apply diff to %s: extract into its upper directory: %w", id, err)
+	}
+	diff, err := d.sealUpper(ctx, id, m)
+	if err != nil {
+		return 0, fmt.Errorf("cfs: apply diff to %s: %w", id, err)
+	}
+	return layers.DiffSize(diff), nil
+}
+
+// mounted reports whether layer id is mounted, by this process or by
+// another one.
+func (d *core) mounted(id string) bool {
+	d.mu.Lock()
+	_, ok := d.mounts[id]
+	d.mu.Unlock()
+	return ok || d.mountedElsewhere(id)
+}
+
 // commitLayer builds a layer's diff tree with build (its contents
 // stored), writes it as the layer's image, registers the objects it uses
 // as the layer's refs and marks the layer sealed. A crash before the
 // last step leaves the layer unsealed and the objects collectable.
 //
-// A remapped layer's refs also hold the objects of its base image.
+// A remapped layer's refs also hold the objects of its base image. The
+// upper directory of a layer still mounted (here or elsewhere) stays
+// until the unmount: the mount uses it.
 func (d *core) commitLayer(ctx context.Context, id string, m layerMeta, build func(layers.Contents) (*tree.Tree, error)) (*tree.Tree, error) {
 	var base *tree.Tree
 	if m.Base {
@@ -418,10 +467,7 @@ func (d *core) commitLayer(ctx context.Context, id string, m layerMeta, build fu
 	if err := d.layers.writeMeta(id, m); err != nil {
 		return nil, err
 	}
-	d.mu.Lock()
-	_, mounted := d.mounts[id]
-	d.mu.Unlock()
-	if !mounted {
+	if !d.mounted(id) {
 		d.layers.dropUpper(id)
 	}
 	return diff, nil

@@ -111,10 +111,7 @@ func (d *core) remap(ctx context.Context, id string, mapIDs layers.IDMapper, roo
 	if err != nil {
 		return err
 	}
-	d.mu.Lock()
-	_, mounted := d.mounts[id]
-	d.mu.Unlock()
-	if mounted || d.mountedElsewhere(id) {
+	if d.mounted(id) {
 		return errors.New("the layer is mounted")
 	}
 	base, err := d.baseTree(ctx, id, m)
