@@ -172,14 +172,16 @@ func (a *adapter[F]) Dedup(graphdriver.DedupArgs) (graphdriver.DedupResult, erro
 // SyncMode returns SyncModeNone: the object store syncs what it commits.
 func (a *adapter[F]) SyncMode() graphdriver.SyncMode { return graphdriver.SyncModeNone }
 
-// Diff returns a layer's changes as a tar.
-func (a *adapter[F]) Diff(id string, _ *idtools.IDMappings, parent string, _ *idtools.IDMappings, _ string) (io.ReadCloser, error) {
-	return a.c.owner(id).diff(context.Background(), id, parent)
+// Diff returns a layer's changes as a tar, owners in container IDs (the
+// layer's own ones read back through idMappings).
+func (a *adapter[F]) Diff(id string, idMappings *idtools.IDMappings, parent string, _ *idtools.IDMappings, _ string) (io.ReadCloser, error) {
+	return a.c.owner(id).diff(context.Background(), id, parent, containerIDs(idMappings))
 }
 
-// Changes lists what differs between parent and id.
-func (a *adapter[F]) Changes(id string, _ *idtools.IDMappings, parent string, _ *idtools.IDMappings, _ string) ([]archive.Change, error) {
-	cs, err := a.c.owner(id).changes(context.Background(), id, parent)
+// Changes lists what differs between parent and id, owners compared in
+// container IDs (each layer's read back through its mappings).
+func (a *adapter[F]) Changes(id string, idMappings *idtools.IDMappings, parent string, parentMappings *idtools.IDMappings, _ string) ([]archive.Change, error) {
+	cs, err := a.c.owner(id).changes(context.Background(), id, parent, containerIDs(idMappings), containerIDs(parentMappings))
 	if err != nil {
 		return nil, err
 	}
@@ -198,8 +200,8 @@ func (a *adapter[F]) ApplyDiff(id string, options graphdriver.ApplyDiffOpts) (in
 	return a.c.owner(id).applyDiff(context.Background(), id, options.Diff, options.Mappings)
 }
 
-// DiffSize returns the size of a layer's own contents (a layer whose
-// owners were only remapped has none).
+// DiffSize returns the size of a layer's own contents (owners do not
+// count: a layer whose owners were only remapped has none).
 func (a *adapter[F]) DiffSize(id string, _ *idtools.IDMappings, _ string, _ *idtools.IDMappings, _ string) (int64, error) {
 	return a.c.owner(id).diffSize(context.Background(), id)
 }

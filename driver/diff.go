@@ -14,12 +14,18 @@ import (
 	"github.com/cfs-storage/cfs-storage/layers/tree"
 )
 
-// diff writes layer id's own changes as a tar. parent must be the layer's
-// parent: the diff of a layer is relative to its chain.
-func (d *core) diff(ctx context.Context, id, parent string) (io.ReadCloser, error) {
+// diff writes layer id's own changes as a tar, owners mapped with
+// toContainer (nil: as stored). parent must be the layer's parent: the
+// diff of a layer is relative to its chain (or its base, for a remapped
+// layer: a remap is not a change of the layer's).
+func (d *core) diff(ctx context.Context, id, parent string, toContainer layers.IDMapper) (io.ReadCloser, error) {
 	t, session, err := d.readableDiffTree(ctx, id, parent)
 	if err != nil {
 		return nil, err
+	}
+	if err := mapTree(t, toContainer); err != nil {
+		session.Abort()
+		return nil, fmt.Errorf("cfs: diff of %s: %w", id, err)
 	}
 	pr, pw := io.Pipe()
 	go func() {
@@ -50,15 +56,46 @@ func (d *core) readableDiffTree(ctx context.Context, id, parent string) (*tree.T
 	return t, session, nil
 }
 
-// changes lists what differs between the full trees of parent and id.
-func (d *core) changes(ctx context.Context, id, parent string) ([]layers.Change, error) {
+// changes lists what differs between the full trees of parent and id,
+// owners compared in container IDs: parent's mapped with parentIDs, id's
+// with idIDs (nil: as stored). Against its own parent, a layer's tree is
+// the parent's with the layer's own diff merged on: what the layer
+// changed, not what a remap of its base (UpdateLayerIDMap) or an
+// idmapped mount's host IDs (a shifted container writes host IDs to its
+// upper directory, over lower layers it sees mapped) make look different.
+func (d *core) changes(ctx context.Context, id, parent string, idIDs, parentIDs layers.IDMapper) ([]layers.Change, error) {
 	old, err := d.fullTree(ctx, parent)
 	if err != nil {
 		return nil, err
 	}
-	cur, err := d.fullTree(ctx, id)
+	if err := mapTree(old, parentIDs); err != nil {
+		return nil, err
+	}
+	m, err := d.layers.readMeta(id)
 	if err != nil {
 		return nil, err
+	}
+	var cur *tree.Tree
+	if parent == m.Parent {
+		own, _, err := d.diffTree(ctx, id, layers.HashContents{})
+		if err != nil {
+			return nil, err
+		}
+		if err := mapTree(own, idIDs); err != nil {
+			return nil, err
+		}
+		cur = old.Clone()
+		if err := layers.Merge(cur, own); err != nil {
+			return nil, err
+		}
+		layers.FixLinks(cur)
+	} else {
+		if cur, err = d.fullTree(ctx, id); err != nil {
+			return nil, err
+		}
+		if err := mapTree(cur, idIDs); err != nil {
+			return nil, err
+		}
 	}
 	return layers.Changes(old, cur), nil
 }

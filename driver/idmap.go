@@ -24,7 +24,8 @@ import (
 // applies to in place of the chain, and which a writable layer mounts as
 // its lower layer; a sealed layer's own diff is remapped too. The
 // layer's upper directory stays empty, so later ApplyDiff, Changes, Diff
-// and DiffSize see only the layer's own changes. The base image costs
+// and DiffSize see only the layer's own changes (Changes, Diff read the
+// owners back through the layers' maps, diff.go). The base image costs
 // metadata only (contents stay in the object store, shared); the layer's
 // refs hold the base's objects too.
 
@@ -39,6 +40,24 @@ func idMapper(m *idtools.IDMappings) layers.IDMapper {
 			return 0, 0, err
 		}
 		return uint32(p.UID), uint32(p.GID), nil
+	}
+}
+
+// containerIDs maps host IDs back to the container IDs of m (nil or
+// empty: the same IDs); an ID m does not map is kept as it is (an
+// unmapped 0:0 that UpdateLayerIDMap left, a file host root chowned).
+func containerIDs(m *idtools.IDMappings) layers.IDMapper {
+	if m == nil || m.Empty() {
+		return nil
+	}
+	return func(uid, gid uint32) (uint32, uint32, error) {
+		if u, err := idtools.RawToContainer(int(uid), m.UIDs()); err == nil {
+			uid = uint32(u)
+		}
+		if g, err := idtools.RawToContainer(int(gid), m.GIDs()); err == nil {
+			gid = uint32(g)
+		}
+		return uid, gid, nil
 	}
 }
 

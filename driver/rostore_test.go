@@ -198,7 +198,7 @@ func readDiff(t *testing.T, c *core, id string) []byte {
 	t.Helper()
 	m, err := c.layers.readMeta(id)
 	must(t, err)
-	r, err := c.diff(context.Background(), id, m.Parent)
+	r, err := c.diff(context.Background(), id, m.Parent, nil)
 	must(t, err)
 	defer r.Close()
 	data, err := io.ReadAll(r)

@@ -137,7 +137,7 @@ func diffNames(t *testing.T, c *core, id string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, err := c.diff(context.Background(), id, m.Parent)
+	rc, err := c.diff(context.Background(), id, m.Parent, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
