@@ -115,12 +115,13 @@ func (a *adapter[F]) GetTempDirRootDirs() []string { return a.c.homes() }
 
 // Get mounts a layer and returns its root.
 //
-// UID and GID maps in options are those the layer's owners were already
-// remapped to: cfs does not support shifting at mount time
-// (SupportsShifting), so containers/storage remaps a container's layer
-// when it creates it (UpdateLayerIDMap) and refuses to mount it with
-// other maps. The mount shows the owners as they are, and the maps are
-// ignored, as overlay ignores them when it cannot shift.
+// With UID and GID maps in options, where the driver supports shifting
+// (SupportsShifting), the mount shows the layer's owners mapped through
+// them (an idmapped mount, idmap.go) and the upper directory's root is
+// owned by the mapped root. Otherwise the maps are those the layer's
+// owners were already remapped to (UpdateLayerIDMap; c/storage refuses
+// to mount a layer with other maps) and the mount shows the owners as
+// they are, as overlay does when it cannot shift.
 func (a *adapter[F]) Get(id string, options graphdriver.MountOpts) (string, error) {
 	opts := mountOptions{MountLabel: options.MountLabel, Volatile: options.Volatile}
 	for _, o := range options.Options {
@@ -129,6 +130,9 @@ func (a *adapter[F]) Get(id string, options graphdriver.MountOpts) (string, erro
 		} else {
 			opts.Extra = append(opts.Extra, o)
 		}
+	}
+	if a.c.supportsShifting() {
+		opts.Shift = newIDMapping(options.UidMaps, options.GidMaps)
 	}
 	return a.c.owner(id).get(context.Background(), id, opts)
 }
@@ -226,8 +230,11 @@ func (a *adapter[F]) UpdateLayerIDMap(id string, toContainer, toHost *idtools.ID
 	})
 }
 
-// SupportsShifting reports false: no idmapped mounts yet.
-func (a *adapter[F]) SupportsShifting(_, _ []idtools.IDMap) bool { return false }
+// SupportsShifting reports whether mounts can show the owners through
+// the maps they are given (idmapped mounts): not when
+// _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes, as for overlay, nor where the
+// kernel cannot idmap an EROFS mount under overlay (probed once).
+func (a *adapter[F]) SupportsShifting(_, _ []idtools.IDMap) bool { return a.c.supportsShifting() }
 
 // Extension methods (see Extension), forwarded to the core.
 

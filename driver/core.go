@@ -61,6 +61,9 @@ type core struct {
 	// that creates image layers (its peer); nil otherwise.
 	imageCore *core
 
+	// idmap is the kernel's answer about idmapped mounts (idmap.go).
+	idmap idmapProbe
+
 	mu     sync.Mutex
 	mounts map[string]*mountState
 }

@@ -24,6 +24,9 @@ type mountOptions struct {
 	// Volatile skips the overlay's syncs (writable layers only).
 	Volatile bool
 	Extra    []string
+	// Shift is the ID mapping the mount shows owners through (an
+	// idmapped mount of the layer's image, idmap.go), or nil.
+	Shift *idMapping
 }
 
 func (d *core) mountDir(id string) string  { return filepath.Join(d.run, "mnt", id) }
@@ -123,6 +126,11 @@ func (d *core) mount(id string, m layerMeta, image string, opts mountOptions) er
 			return err
 		}
 		defer unix.Close(fd)
+		if opts.Shift != nil {
+			if err := opts.Shift.apply(fd); err != nil {
+				return err
+			}
+		}
 		spec.Lower, spec.Data = "/proc/self/fd/"+strconv.Itoa(fd), d.contents.dataDirs()
 		erofsFD = fd
 	} else if err := os.MkdirAll(spec.Lower, 0o755); err != nil {
@@ -140,40 +148,48 @@ func (d *core) mount(id string, m layerMeta, image string, opts mountOptions) er
 			return fmt.Errorf("remove the volatile marker: %w", err)
 		}
 		spec.Upper, spec.Work = d.layers.upperDir(id), d.layers.workDir(id)
+		if opts.Shift != nil {
+			// The upper directory is not idmapped (overlay would be
+			// read-only): what is written there has host IDs, and its
+			// root must be the mapped root's, as the container's root.
+			if err := opts.Shift.chownRoot(spec.Upper); err != nil {
+				return err
+			}
+		}
 		if opts.Volatile {
 			spec.Options = append(spec.Options, "volatile")
 		}
 	}
 	if erofsFD >= 0 {
-		return d.mountOnErofs(id, merged, spec, erofsFD)
+		return d.mountOnErofs(d.lowerMount(id), merged, spec, erofsFD)
 	}
 	return mountOverlay(merged, spec)
 }
 
 // mountOnErofs mounts the overlay of spec, whose lower layer is the
 // detached EROFS mount erofsFD. Where the kernel refuses a detached
-// layer, the EROFS mount is attached at lowerMount(id) while the overlay
-// is created (the overlay keeps a private clone of it), then detached
+// layer, the EROFS mount is attached at lower while the overlay is
+// created (the overlay keeps a private clone of it), then detached
 // again, as libcomposefs does on such kernels.
-func (d *core) mountOnErofs(id, merged string, spec overlaySpec, erofsFD int) error {
+func (d *core) mountOnErofs(lower, merged string, spec overlaySpec, erofsFD int) error {
 	if !d.detachedRefused.Load() {
 		err := mountOverlay(merged, spec)
 		if !errors.Is(err, unix.EINVAL) {
 			return err
 		}
-		if aerr := d.mountAttached(id, merged, spec, erofsFD); aerr != nil {
+		if aerr := mountAttached(lower, merged, spec, erofsFD); aerr != nil {
 			return fmt.Errorf("%w (and with the EROFS mount attached: %w)", err, aerr)
 		}
 		d.detachedRefused.Store(true)
 		return nil
 	}
-	return d.mountAttached(id, merged, spec, erofsFD)
+	return mountAttached(lower, merged, spec, erofsFD)
 }
 
-// mountAttached attaches the detached EROFS mount erofsFD at
-// lowerMount(id), mounts the overlay on it, and detaches it again.
-func (d *core) mountAttached(id, merged string, spec overlaySpec, erofsFD int) error {
-	lower := d.lowerMount(id)
+// mountAttached attaches the detached EROFS mount erofsFD at lower (an
+// idmapped one keeps its mapping), mounts the overlay on it, and
+// detaches it again.
+func mountAttached(lower, merged string, spec overlaySpec, erofsFD int) error {
 	if err := os.MkdirAll(lower, 0o700); err != nil {
 		return err
 	}
