@@ -14,15 +14,36 @@ import (
 	"github.com/cfs-storage/cfs-storage/tests/testutil"
 )
 
-// TestContainerWithIDMaps is podman's --uidmap/--userns path: c/storage
-// creates a container with UID and GID maps on a driver that cannot
-// shift at mount time, so it chowns the container's layer, then mounts
-// it passing the same maps to the driver. The mount must succeed and
-// show every file owned by the mapped IDs, and the image must keep its
-// own owners.
+// TestContainerWithIDMaps is podman's --uidmap/--userns path, both ways
+// c/storage has: with shifting (idmapped mounts, where the kernel can),
+// the container's layer is created with host IDs and the mount shows
+// the owners mapped; with _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes, c/storage
+// creates a remapped copy of the image's top layer (UpdateLayerIDMap) and
+// mounts the container passing the same maps. Either way the mount must
+// show every file owned by the mapped IDs and be writable by the
+// container's root, and the image must keep its own owners.
 func TestContainerWithIDMaps(t *testing.T) {
 	testutil.RequireRoot(t)
+	for _, tc := range []struct{ name, disable string }{{"shifting", ""}, {"remapped", "yes"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("_CONTAINERS_OVERLAY_DISABLE_IDMAP", tc.disable)
+			containerWithIDMaps(t, tc.disable == "")
+		})
+	}
+}
+
+func containerWithIDMaps(t *testing.T, shifting bool) {
 	store := openStore(t, "cfs")
+	drv, err := store.GraphDriver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if drv.SupportsShifting(nil, nil) != shifting {
+		if shifting {
+			t.Skip("no idmapped mounts on this kernel")
+		}
+		t.Fatal("shifting with _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes")
+	}
 	top := putLayers(t, store, "",
 		mustTarfix(t, tarfix.Dir("etc/"), tarfix.File("etc/passwd", "root:x:0:0::/root:/bin/sh\n"),
 			tarfix.FileMode("home-file", "user", 0o640, 1000, 1001)),
@@ -66,6 +87,14 @@ func TestContainerWithIDMaps(t *testing.T) {
 	}
 	defer store.Unmount(plain.ID, true)
 	checkOwnersAt(t, plainMnt, map[string][2]uint32{"etc/passwd": {0, 0}, "home-file": {1000, 1001}, "srv/data": {33, 33}})
+	// Shifting copies nothing: no remapped top layer for the image.
+	layers, err := store.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[bool]int{true: 4, false: 5}[shifting]; len(layers) != want {
+		t.Errorf("%d layers (2 of the image, 2 containers' and any remapped copy), want %d", len(layers), want)
+	}
 }
 
 func checkOwnersAt(t *testing.T, root string, want map[string][2]uint32) {
