@@ -37,7 +37,9 @@ import (
 // layer mounts the flattened image of its chain (built at the first
 // mount, cached under images/) as a detached EROFS mount, and one overlay
 // on it with the object store as a data-only lower and, for a writable
-// layer, its upper directory.
+// layer, its upper directory. A layer remapped for other ID mappings than
+// its parent's has a base image in place of its parent chain, and a
+// mount given ID mappings idmaps the EROFS mount (idmap.go).
 type core struct {
 	home     string // <graphroot>/cfs
 	run      string // <runroot>/cfs
