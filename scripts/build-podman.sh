@@ -46,7 +46,7 @@ cache=${PODMAN_CACHE-${XDG_CACHE_HOME:-$HOME/.cache}/cfs-storage/podman}
 module=github.com/cfs-storage/cfs-storage
 # The packages the driver needs, in import order (checked below against
 # `go list -deps`, so a new internal import cannot be forgotten).
-pkgs=(driver layers layers/tree layers/erofs dedup dedup/fsverity hostlink hostlink/gvariant)
+pkgs=(driver layers layers/tree layers/erofs dedup dedup/fsverity hostlink hostlink/gvariant internal/atomicfile)
 
 export PATH=/usr/local/go/bin:$PATH
 # The repository's GOFLAGS (its own tags) must not leak into podman's build.
