@@ -100,13 +100,23 @@ func (in *Ingest) insertSame(ctx context.Context, path string, mode LinkMode, o 
 	return in.linkIn(ctx, o, src, &before, mode)
 }
 
-// sameContent compares size bytes of a and b, and checks that a ends
-// there; a difference is ErrDigestMismatch.
+// sameContent is SameContent with the store's pooled buffers.
 func (s *Store) sameContent(ctx context.Context, a io.Reader, b io.ReaderAt, size int64) error {
 	ap, bp := s.bufs.Get().(*[]byte), s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(ap)
 	defer s.bufs.Put(bp)
-	abuf, bbuf := *ap, *bp
+	return compareContent(ctx, a, b, size, *ap, *bp)
+}
+
+// SameContent compares size bytes of a and b, and checks that a ends
+// there; a difference is ErrDigestMismatch. It is how Insert checks an
+// Alternate's file against the streamed content.
+func SameContent(ctx context.Context, a io.Reader, b io.ReaderAt, size int64) error {
+	return compareContent(ctx, a, b, size, make([]byte, 64<<10), make([]byte, 64<<10))
+}
+
+// compareContent is SameContent with the buffers it reads into.
+func compareContent(ctx context.Context, a io.Reader, b io.ReaderAt, size int64, abuf, bbuf []byte) error {
 	for off := int64(0); off < size; {
 		if err := ctx.Err(); err != nil {
 			return err

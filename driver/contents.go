@@ -1,12 +1,10 @@
 package driver
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -63,7 +61,13 @@ func (c *contents) dataDirs() []string {
 // roObject returns the path of object d in the first read-only store
 // that has it.
 func (c *contents) roObject(d dedup.Digest) (string, bool) {
-	for _, dir := range c.ro {
+	return findObject(c.ro, d)
+}
+
+// findObject returns the path of object d in the first of the objects
+// directories dirs that has it.
+func findObject(dirs []string, d dedup.Digest) (string, bool) {
+	for _, dir := range dirs {
 		p := filepath.Join(dir, dedup.ObjectPath(d))
 		if _, err := os.Lstat(p); err == nil {
 			return p, true
@@ -149,50 +153,20 @@ func (c *contents) insertOptions(ctx context.Context) (dedup.InsertOptions, erro
 type storeAlternate struct{ dirs []string }
 
 // Find implements dedup.Alternate.
-func (a storeAlternate) Find(_ context.Context, d dedup.Digest, size int64, content io.ReaderAt) (dedup.Candidate, bool, error) {
-	for _, dir := range a.dirs {
-		p := filepath.Join(dir, dedup.ObjectPath(d))
-		f, err := os.Open(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return dedup.Candidate{}, false, err
-		}
-		same, err := sameContent(f, content, size)
-		f.Close()
-		if err != nil {
-			return dedup.Candidate{}, false, fmt.Errorf("object %s: %w", p, err)
-		}
-		if !same {
-			return dedup.Candidate{}, false, fmt.Errorf("object %s does not hold the content it is named for", p)
-		}
-		return dedup.Candidate{Path: p}, true, nil
+func (a storeAlternate) Find(ctx context.Context, d dedup.Digest, size int64, content io.ReaderAt) (dedup.Candidate, bool, error) {
+	p, ok := findObject(a.dirs, d)
+	if !ok {
+		return dedup.Candidate{}, false, nil
 	}
-	return dedup.Candidate{}, false, nil
-}
-
-// sameContent reports whether f holds exactly size bytes equal to want's.
-func sameContent(f *os.File, want io.ReaderAt, size int64) (bool, error) {
-	st, err := f.Stat()
-	if err != nil || st.Size() != size {
-		return false, err
+	f, err := os.Open(p)
+	if err != nil {
+		return dedup.Candidate{}, false, err
 	}
-	a, b := make([]byte, 1<<16), make([]byte, 1<<16)
-	for off := int64(0); off < size; {
-		n := int(min(int64(len(a)), size-off))
-		if _, err := f.ReadAt(a[:n], off); err != nil {
-			return false, err
-		}
-		if _, err := want.ReadAt(b[:n], off); err != nil {
-			return false, err
-		}
-		if !bytes.Equal(a[:n], b[:n]) {
-			return false, nil
-		}
-		off += int64(n)
+	defer f.Close()
+	if err := dedup.SameContent(ctx, f, content, size); err != nil {
+		return dedup.Candidate{}, false, fmt.Errorf("object %s does not hold the content it is named for: %w", p, err)
 	}
-	return true, nil
+	return dedup.Candidate{Path: p}, true, nil
 }
 
 // alternates asks each Alternate in turn; the first that finds the
