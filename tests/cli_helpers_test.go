@@ -16,6 +16,7 @@ import (
 
 	"github.com/cfs-storage/cfs-storage/tests/ocifix"
 	"github.com/cfs-storage/cfs-storage/tests/tarfix"
+	"github.com/cfs-storage/cfs-storage/tests/testutil"
 )
 
 // builtBinaries builds cfs-storage and the static test program once per
@@ -180,6 +181,19 @@ func (c *cli) ok(args ...string) string {
 		c.t.Fatalf("%s: cfs-storage %s: exit %d\nstdout:\n%s\nstderr:\n%s", c.driver, strings.Join(args, " "), code, stdout, stderr)
 	}
 	return stdout
+}
+
+// imageTree lists the tree a container of image shows (testutil.ListTree,
+// without its root line), from a container made and removed for it.
+func (c *cli) imageTree(image string) []string {
+	c.t.Helper()
+	ctr := lastLine(c.ok("create", image))
+	defer c.ok("rm", ctr)
+	view, err := testutil.ListTree(lastLine(c.ok("mount", ctr)))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return view[1:]
 }
 
 // lastLine is the last non-empty line of out.
