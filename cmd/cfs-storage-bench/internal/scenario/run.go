@@ -287,6 +287,25 @@ func (r *runner) runAll(ctx context.Context) (err error) {
 // step runs one scenario step when on, with a progress line and errors
 // naming the scenario and the driver.
 func (r *runner) step(ctx context.Context, name, who string, on bool, run func() error) error {
+	return r.runStep(ctx, name, who, on, run, func(err error) error {
+		return fmt.Errorf("%s (%s): %w", name, who, err)
+	})
+}
+
+// stepOn runs one scenario step on one driver's store like step, but a
+// failure of the driver is recorded as a failure row and the run goes
+// on; only an interruption stops it.
+func (r *runner) stepOn(ctx context.Context, name string, bs *benchStore, on bool, run func() error) error {
+	return r.runStep(ctx, name, bs.label, on, run, func(err error) error {
+		r.fail(name, bs, err)
+		return nil
+	})
+}
+
+// runStep runs run when on, after checking ctx, and logs how long it
+// took; an error of run is what failed makes of it, unless ctx was
+// interrupted meanwhile.
+func (r *runner) runStep(ctx context.Context, name, who string, on bool, run func() error, failed func(error) error) error {
 	if !on {
 		return nil
 	}
@@ -298,31 +317,9 @@ func (r *runner) step(ctx context.Context, name, who string, on bool, run func()
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s (%s): interrupted: %w", name, who, ctx.Err())
 		}
-		return fmt.Errorf("%s (%s): %w", name, who, err)
+		return failed(err)
 	}
 	r.logf("[%s] %s: done in %s", name, who, time.Since(start).Round(time.Millisecond))
-	return nil
-}
-
-// stepOn runs one scenario step on one driver's store like step, but a
-// failure of the driver is recorded as a failure row and the run goes
-// on; only an interruption stops it.
-func (r *runner) stepOn(ctx context.Context, name string, bs *benchStore, on bool, run func() error) error {
-	if !on {
-		return nil
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	start := time.Now()
-	if err := run(); err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("%s (%s): interrupted: %w", name, bs.label, ctx.Err())
-		}
-		r.fail(name, bs, err)
-		return nil
-	}
-	r.logf("[%s] %s: done in %s", name, bs.label, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
