@@ -2,6 +2,7 @@ package dedup
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -198,4 +199,59 @@ func (s *Store) closeIndex() {
 		s.index.w = nil
 	}
 	s.index.mu.Unlock()
+}
+
+// ForEachSHA256 calls fn with the plain SHA-256 and the digest of every
+// object in the store. Objects the index has no record of (stored by an
+// Insert with NoSHA256) are read and hashed first, and their records
+// appended, so that each object is read at most once over the store's
+// life. An object collected meanwhile is skipped.
+func (s *Store) ForEachSHA256(ctx context.Context, fn func(sha SHA256, d Digest) error) error {
+	unlock, err := s.lockStore(ctx, unix.LOCK_SH)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	x := &s.index
+	x.mu.Lock()
+	err = s.refreshIndex()
+	known := make(map[Digest]SHA256, len(x.m))
+	for sha, d := range x.m {
+		known[d] = sha
+	}
+	x.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("index: %w", err)
+	}
+	return s.walkObjects(ctx, func(d Digest, path string) error {
+		sha, ok := known[d]
+		if !ok {
+			sum, err := hashFile(path)
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("index: %w", err)
+			}
+			sha = sum
+			if err := s.indexSHA256(sha, d); err != nil {
+				return err
+			}
+		}
+		return fn(sha, d)
+	}, nil)
+}
+
+// hashFile returns the plain SHA-256 of the file at path.
+func hashFile(path string) (SHA256, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return SHA256{}, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return SHA256{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	return SHA256(h.Sum(nil)), nil
 }
