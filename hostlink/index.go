@@ -414,3 +414,54 @@ func (ix *Index) forget(o objectStat) {
 		}
 	}
 }
+
+// Contents calls fn with the path, size and plain SHA-256 of every
+// candidate object holding a regular file's content. Objects never
+// hashed are hashed first (each once, across processes: the digests go
+// to the cache file as lookups' do). It fails on an index built with
+// NoSHA256.
+func (ix *Index) Contents(ctx context.Context, fn func(path string, size int64, sha [32]byte) error) error {
+	if ix.opts.NoSHA256 {
+		return fmt.Errorf("%w: Contents on an index built with NoSHA256", errInvalidOptions)
+	}
+	never := func(*cacheEntry) bool { return false }
+	ix.mu.Lock()
+	sizes := make([]int64, 0, len(ix.bySize))
+	for size := range ix.bySize {
+		sizes = append(sizes, size)
+	}
+	ix.mu.Unlock()
+	for _, size := range sizes {
+		if err := func() error {
+			defer ix.lockSize(size)()
+			if _, _, unknown := ix.matchKnown(size, never); len(unknown) > 0 {
+				_, _, err := ix.hashUnknown(ctx, unknown, never)
+				return err
+			}
+			return nil
+		}(); err != nil {
+			return err
+		}
+	}
+	type content struct {
+		path string
+		size int64
+		sha  [32]byte
+	}
+	var all []content
+	ix.mu.Lock()
+	for _, objs := range ix.bySize {
+		for _, o := range objs {
+			if e, ok := ix.cache.entries[o.sum]; ok && e.content && e.size == o.size && e.mtime == o.mtime {
+				all = append(all, content{ix.repo.fileObjectPath(o.sum), o.size, e.sha256})
+			}
+		}
+	}
+	ix.mu.Unlock()
+	for _, c := range all {
+		if err := fn(c.path, c.size, c.sha); err != nil {
+			return err
+		}
+	}
+	return nil
+}

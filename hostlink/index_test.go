@@ -458,3 +458,48 @@ func TestIndexParallelLookups(t *testing.T) {
 		t.Fatalf("%d hashes for %d objects: some object was hashed twice", got, len(names))
 	}
 }
+
+// TestIndexContents checks that Contents reports every object with its
+// content's SHA-256, hashing each once, and that a second Index over the
+// same cache reports them without hashing.
+func TestIndexContents(t *testing.T) {
+	r, names := fakeRepo(t, sampleObjects)
+	cacheDir := t.TempDir()
+	for round, wantHashed := range []int64{int64(len(sampleObjects)), 0} {
+		h := &countingHash{}
+		ix := newTestIndex(t, r, cacheDir, h)
+		got := map[string][32]byte{}
+		if err := ix.Contents(context.Background(), func(p string, size int64, sha [32]byte) error {
+			got[p] = sha
+			if data, err := os.ReadFile(p); err != nil || int64(len(data)) != size {
+				t.Errorf("round %d: %s: size %d, read %d bytes (%v)", round, p, size, len(data), err)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for k, content := range sampleObjects {
+			p := r.fileObjectPath(names[k])
+			if sha, ok := got[p]; !ok || sha != sha256.Sum256([]byte(content)) {
+				t.Errorf("round %d: object %s: reported %v (%x)", round, k, ok, sha)
+			}
+		}
+		if len(got) != len(sampleObjects) {
+			t.Errorf("round %d: %d objects reported, want %d", round, len(got), len(sampleObjects))
+		}
+		if n := h.n.Load(); n != wantHashed {
+			t.Errorf("round %d: hashed %d objects, want %d", round, n, wantHashed)
+		}
+		if err := ix.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ix, err := NewIndex(context.Background(), r, IndexOptions{CacheDir: t.TempDir(), Hash: (&countingHash{}).hash, HashName: "sha256-test", NoSHA256: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	if err := ix.Contents(context.Background(), func(string, int64, [32]byte) error { return nil }); !errors.Is(err, errInvalidOptions) {
+		t.Errorf("Contents on a NoSHA256 index: %v, want errInvalidOptions", err)
+	}
+}
