@@ -252,6 +252,10 @@ func (a *adapter[F]) CheckImages(ctx context.Context, mode CheckMode) ([]ImagePr
 // FlatImages lists the cached flattened images and their sizes.
 func (a *adapter[F]) FlatImages() (map[string]int64, error) { return a.c.images.list() }
 
+// PrunePartialPullRepo removes the partial-pull repository's dangling
+// links.
+func (a *adapter[F]) PrunePartialPullRepo() (int, error) { return a.c.pull.prune() }
+
 // DropFlatImage removes layer id's cached flattened image.
 func (a *adapter[F]) DropFlatImage(id string) (bool, error) {
 	if err := checkID(id); err != nil {

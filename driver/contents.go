@@ -299,6 +299,14 @@ func (c *contents) dropStaleRefs(ctx context.Context, ids []string) error {
 	return nil
 }
 
+// removedLayers says whether layers' refs were dropped or replaced in
+// this process (close then collects).
+func (c *contents) removedLayers() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.removed
+}
+
 // close collects the objects that lost their last ref in this process
 // (unless collect is false: the caller failed to unmount), and closes
 // the host index and the store.

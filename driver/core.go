@@ -47,7 +47,8 @@ type core struct {
 	layers   *layerStore
 	images   *imageCache
 	contents *contents
-	lock     *os.File // driver.lock, held shared while the core is open
+	pull     *pullRepo // where partial pulls find contents by SHA-256
+	lock     *os.File  // driver.lock, held shared while the core is open
 
 	// detachedRefused is set once the kernel has refused a detached
 	// mount as an overlay layer: kernels before 6.15 cannot clone one
@@ -126,6 +127,7 @@ func newCore(home, runRoot string, opts Options) (*core, error) {
 		return nil, err
 	}
 	d.contents = c
+	d.pull = newPullRepo(home)
 	d.layers = &layerStore{dir: filepath.Join(home, "layers"), snapshots: filepath.Join(home, "snapshots")}
 	for _, store := range opts.ImageStores {
 		d.layers.ro = append(d.layers.ro, filepath.Join(store, Name, "layers"))
@@ -222,8 +224,14 @@ func (d *core) close() error {
 			err = cerr
 		}
 	}
+	collect := err == nil && d.contents.removedLayers()
 	if cerr := d.contents.close(err == nil); err == nil {
 		err = cerr
+	}
+	if collect {
+		if _, perr := d.pull.prune(); err == nil {
+			err = perr
+		}
 	}
 	if d.lock != nil {
 		d.lock.Close() // releases the shared lock

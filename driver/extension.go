@@ -34,6 +34,10 @@ type Extension interface {
 	// LayerObjects lists the objects layer id's own image uses, with
 	// their sizes.
 	LayerObjects(ctx context.Context, id string) (map[dedup.Digest]int64, error)
+	// PrunePartialPullRepo removes the links of the partial-pull
+	// repository whose content is gone (collected, or pruned from the
+	// host) and returns how many.
+	PrunePartialPullRepo() (int, error)
 }
 
 // AsExtension returns the cfs extension of d, or false when d is not the

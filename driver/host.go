@@ -110,9 +110,10 @@ func (h *hostShare) openIndex(ctx context.Context) (*hostlink.Index, error) {
 	index, err := hostlink.NewIndex(ctx, repo, hostlink.IndexOptions{
 		CacheDir: h.cacheDir,
 		Hash:     fsverityDigest,
-		HashName: "fsverity-sha256-only",
+		// The plain SHA-256 is kept too: partial pulls look contents up
+		// by it (pullRepo).
+		HashName: "fsverity-and-sha256",
 		MinSize:  h.minSize,
-		NoSHA256: true, // the driver looks contents up by fs-verity digest only
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cfs: index host repository %s: %w", h.repoPath, err)
@@ -169,6 +170,18 @@ func (a hostAlternate) Find(ctx context.Context, d dedup.Digest, size int64, con
 		return dedup.Candidate{}, false, nil // no hard link possible: write the stream
 	default:
 		return dedup.Candidate{Path: p}, true, nil // dedup tries a hard link, a reflink, a copy
+	}
+}
+
+// pullSource lists the host repository's contents for the
+// partial-pull repository.
+func (h *hostShare) pullSource() pullSource {
+	return func(ctx context.Context, add func([32]byte, string) error) error {
+		index, _, err := h.open(ctx)
+		if err != nil {
+			return err
+		}
+		return index.Contents(ctx, func(p string, _ int64, sha [32]byte) error { return add(sha, p) })
 	}
 }
 

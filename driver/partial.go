@@ -22,13 +22,15 @@ package driver
 // pull; contents already in the store or linked from the host are not
 // written again), its SHA-256 checked against the differ's DiffID.
 //
-// DifferTarget of a layer is its directory layers/<id>/flat: hard links
-// to the layer's objects under their SHA-256 names, so that the differ
-// finds the contents of partially pulled layers when it pulls the next
-// one (linked, never fetched), at the cost of directory entries only.
-// Objects of fully pulled layers or of the host are not found by the
-// differ (it looks only in TOCs of other layers); see "what remains" in
-// the README.
+// The differ finds contents in two places. Its cache of the TOCs of
+// partially pulled layers names files under DifferTarget: for cfs the
+// layer's directory layers/<id>/flat, hard links to the layer's objects
+// under their SHA-256 names. And the ostree repositories of the pull
+// option ostree_repos, by payload link: the driver keeps one of its own,
+// PartialPullRepo (pullrepo.go), with a link for every object of the
+// store and every content of the host repository, refreshed before each
+// partial pull, so that a content pulled in full before or shipped by
+// the host is copied from there and never fetched.
 
 import (
 	"context"
@@ -77,6 +79,11 @@ func (a *adapter[F]) ApplyDiffWithDiffer(options *graphdriver.ApplyDiffWithDiffe
 			return graphdriver.DriverWithDifferOutput{}, errors.New("cfs: partial pull: force_mask is not supported")
 		}
 		m = options.Mappings
+	}
+	// The differ looks in the partial-pull repository when the pull
+	// option ostree_repos lists it; fill it first.
+	if err := a.c.refreshPullRepo(context.Background()); err != nil {
+		return graphdriver.DriverWithDifferOutput{}, fmt.Errorf("cfs: partial pull: %w", err)
 	}
 	return a.c.forImages().stageDiff(differ, m)
 }

@@ -22,6 +22,7 @@ func (d *core) status(ctx context.Context) [][2]string {
 		{"Inline threshold", strconv.FormatInt(d.opts.InlineThreshold, 10)},
 		{"Host repository", host},
 		{"Host link mode", hostLinkName(d.opts.HostLink)},
+		{"Partial-pull repository (pull option ostree_repos)", d.pull.dir},
 		// The line c/storage's overlay driver shows (tools grep it), and
 		// how ID-mapped layers are made.
 		{"Supports shifting", strconv.FormatBool(d.supportsShifting())},

@@ -194,6 +194,35 @@ func TestCLIPartialPull(t *testing.T) {
 	if warm > cold-int64(len(shared))*3/4 {
 		t.Errorf("b after a fetched %d bytes, %d into an empty store: the shared file was fetched again", warm, cold)
 	}
+	// What the store has from a full pull (image a from its OCI layout,
+	// gzip) or the host repository has is not fetched either: the CLI
+	// lists the driver's partial-pull repository in ostree_repos.
+	full := partialCLI(t)
+	full.ok("pull", "-q", "oci:"+filepath.Join(dir, "a")+":v1")
+	fromStore := fetch(full, "b")
+	hostRepo := makeHostRepoWith(t, "bare", map[string]string{"usr/share/shared": shared})
+	hostBefore := hostObjectState(t, hostRepo)
+	host := partialCLI(t)
+	opt := "cfs.host_repo=" + hostRepo
+	before := proxy.bytes.Load()
+	host.ok("--storage-opt", opt, "pull", "-q", "--tls-verify=false", base+"b:v1")
+	fromHost := proxy.bytes.Load() - before
+	t.Logf("b fetched %d bytes after a full pull of a, %d onto a host with the shared file", fromStore, fromHost)
+	for what, n := range map[string]int64{"after a full pull of a": fromStore, "onto a host with the shared file": fromHost} {
+		if n > cold-int64(len(shared))*3/4 {
+			t.Errorf("b %s fetched %d bytes, %d into an empty store: the shared file was fetched", what, n, cold)
+		}
+	}
+	if got := host.imageTree(strings.TrimPrefix(base, "docker://") + "b:v1"); !slices.Equal(got, src.imageTree("localhost/b:v1")) {
+		t.Errorf("b pulled onto the host differs from the source:\n%s", strings.Join(got, "\n"))
+	}
+	for p, st := range hostObjectState(t, hostRepo) {
+		if hostBefore[p] != st {
+			t.Errorf("host object %s changed: %s, was %s", p, st, hostBefore[p])
+		}
+	}
+	ostreeFsck(t, hostRepo)
+
 	for _, l := range partialLayers(t, dst) {
 		if l.TOCDigest == "" {
 			t.Errorf("layer %s has no TOC digest: not partially pulled", l.ID)

@@ -31,10 +31,17 @@ var hostFiles = map[string]string{
 // given mode with Debian's ostree and returns its path.
 func makeHostRepo(t *testing.T, mode string) string {
 	t.Helper()
+	return makeHostRepoWith(t, mode, hostFiles)
+}
+
+// makeHostRepoWith commits files (path → content) into a real ostree
+// repository of the given mode and returns its path.
+func makeHostRepoWith(t *testing.T, mode string, files map[string]string) string {
+	t.Helper()
 	ostree := testutil.RequireTool(t, "ostree")
 	dir := t.TempDir()
 	src, repo := filepath.Join(dir, "rootfs"), filepath.Join(dir, "repo")
-	for p, content := range hostFiles {
+	for p, content := range files {
 		full := filepath.Join(src, p)
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 			t.Fatal(err)

@@ -17,7 +17,7 @@ import (
 	"go.podman.io/storage/types"
 
 	"github.com/cfs-storage/cfs-storage/cmd/cfs-storage/internal/state"
-	_ "github.com/cfs-storage/cfs-storage/driver" // registers the cfs driver
+	"github.com/cfs-storage/cfs-storage/driver" // registers the cfs driver too
 )
 
 // Globals are the global flags and the streams commands write to.
@@ -57,7 +57,28 @@ func (g *Globals) StoreOptions() (types.StoreOptions, error) {
 	if len(g.StorageOpts) > 0 {
 		opts.GraphDriverOptions = append([]string(nil), g.StorageOpts...)
 	}
+	if opts.GraphDriverName == driver.Name {
+		opts.PullOptions = withPartialPullRepo(opts.PullOptions, driver.PartialPullRepo(opts.GraphRoot))
+	}
 	return opts, nil
+}
+
+// withPartialPullRepo returns pull options whose ostree_repos lists repo
+// too, so that partial pulls take the contents the store and the host
+// already have (podman users add it to storage.conf themselves).
+func withPartialPullRepo(pull map[string]string, repo string) map[string]string {
+	out := map[string]string{}
+	for k, v := range pull {
+		out[k] = v
+	}
+	var repos []string
+	for _, r := range strings.Split(out["ostree_repos"], ":") {
+		if r != "" && r != repo {
+			repos = append(repos, r)
+		}
+	}
+	out["ostree_repos"] = strings.Join(append(repos, repo), ":")
+	return out
 }
 
 // OpenStore opens the store the flags and storage.conf name. Close it

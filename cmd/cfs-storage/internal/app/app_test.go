@@ -88,3 +88,31 @@ func TestStoreOptionsKeepOtherDriversOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreOptionsPartialPullRepo: on cfs the driver's partial-pull
+// repository is added to the ostree_repos storage.conf gives (empty, as
+// distributions ship it, or naming other repositories), never twice.
+func TestStoreOptionsPartialPullRepo(t *testing.T) {
+	for _, tc := range []struct{ conf, want string }{
+		{"", "/conf/root/cfs/partial-pull-repo"},
+		{"[storage.options]\npull_options = {enable_partial_images = \"true\", ostree_repos = \"\"}\n", "/conf/root/cfs/partial-pull-repo"},
+		{"[storage.options.pull_options]\nostree_repos = \"/sysroot/ostree/repo:/conf/root/cfs/partial-pull-repo\"\n", "/sysroot/ostree/repo:/conf/root/cfs/partial-pull-repo"},
+	} {
+		conf := filepath.Join(t.TempDir(), "storage.conf")
+		os.WriteFile(conf, []byte("[storage]\ndriver = \"cfs\"\ngraphroot = \"/conf/root\"\nrunroot = \"/conf/run\"\n"+tc.conf), 0o644)
+		t.Setenv("CONTAINERS_STORAGE_CONF", conf)
+		opts, err := (&Globals{}).StoreOptions()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := opts.PullOptions["ostree_repos"]; got != tc.want {
+			t.Errorf("storage.conf %q: ostree_repos %q, want %q", tc.conf, got, tc.want)
+		}
+	}
+	conf := filepath.Join(t.TempDir(), "storage.conf")
+	os.WriteFile(conf, []byte("[storage]\ndriver = \"overlay\"\ngraphroot = \"/conf/root\"\nrunroot = \"/conf/run\"\n"), 0o644)
+	t.Setenv("CONTAINERS_STORAGE_CONF", conf)
+	if opts, err := (&Globals{}).StoreOptions(); err != nil || opts.PullOptions["ostree_repos"] != "" {
+		t.Errorf("overlay: ostree_repos %q (%v)", opts.PullOptions["ostree_repos"], err)
+	}
+}

@@ -58,6 +58,13 @@ func GCCommand() app.Command {
 			if err != nil {
 				return fmt.Errorf("gc of the object store %s: %w", ext.Objects().Root(), err)
 			}
+			links, err := ext.PrunePartialPullRepo()
+			if err != nil {
+				return fmt.Errorf("gc: %w", err)
+			}
+			if links > 0 {
+				fmt.Fprintf(g.Stdout, "removed %d partial-pull links to contents no longer there\n", links)
+			}
 			fmt.Fprintf(g.Stdout, "removed %d objects (%s), kept %d; %d layers with refs, %d ingests in flight\n",
 				rep.Removed, units.HumanSize(float64(rep.RemovedBytes)), rep.Kept, rep.Layers, rep.Pending)
 			if n := rep.StalePending + rep.TornRemoved + rep.TempRemoved + rep.IndexRemoved; n > 0 {
