@@ -110,10 +110,12 @@ func (h *hostShare) openIndex(ctx context.Context) (*hostlink.Index, error) {
 	index, err := hostlink.NewIndex(ctx, repo, hostlink.IndexOptions{
 		CacheDir: h.cacheDir,
 		Hash:     fsverityDigest,
-		// The plain SHA-256 is kept too: partial pulls look contents up
-		// by it (pullRepo).
-		HashName: "fsverity-and-sha256",
+		HashName: "fsverity-sha256-only",
 		MinSize:  h.minSize,
+		// Ingestion looks contents up by fs-verity digest only; the
+		// partial-pull repository's Contents adds the SHA-256 of each
+		// host object once, when a partial pull first needs it.
+		NoSHA256: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cfs: index host repository %s: %w", h.repoPath, err)

@@ -70,6 +70,7 @@ func (ix *Index) LookupContent(ctx context.Context, size int64, digest [32]byte,
 			if e.sha256, err = sha256Content(content, size); err != nil {
 				return "", false, err
 			}
+			e.hasSHA = true
 		}
 		ix.mu.Lock()
 		ix.remember(e)

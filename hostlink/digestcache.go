@@ -30,7 +30,8 @@ import (
 //	[4:36]    object name (ostree checksum)
 //	[36:44]   object size, little-endian
 //	[44:52]   object mtime in ns, little-endian
-//	[52]      flags: recContent when the object is a regular file's content
+//	[52]      flags: recContent when the object is a regular file's
+//	          content, recSHA256 when [88:120] holds its SHA-256
 //	[53:56]   zero
 //	[56:88]   content digest (the index's hash function)
 //	[88:120]  content SHA-256
@@ -40,6 +41,7 @@ const (
 	recMagic   = "HLD1"
 	hdrMagic   = "HLDH"
 	recContent = 1 << 0
+	recSHA256  = 1 << 1
 )
 
 // rawRecord is one record as stored; accessors name its fields.
@@ -62,6 +64,7 @@ type cacheEntry struct {
 	content bool // false: not regular content (a bare-user symlink)
 	digest  [32]byte
 	sha256  [32]byte
+	hasSHA  bool // sha256 was computed (records of NoSHA256 indexes lack it)
 }
 
 func (e *cacheEntry) encode() *rawRecord {
@@ -72,6 +75,9 @@ func (e *cacheEntry) encode() *rawRecord {
 	binary.LittleEndian.PutUint64(r.mtime(), uint64(e.mtime))
 	if e.content {
 		*r.flags() = recContent
+	}
+	if e.hasSHA {
+		*r.flags() |= recSHA256
 	}
 	copy(r.digest(), e.digest[:])
 	copy(r.sha(), e.sha256[:])
@@ -89,6 +95,7 @@ func decodeRecord(r *rawRecord) (cacheEntry, bool) {
 	e.size = int64(binary.LittleEndian.Uint64(r.size()))
 	e.mtime = int64(binary.LittleEndian.Uint64(r.mtime()))
 	e.content = *r.flags()&recContent != 0
+	e.hasSHA = *r.flags()&recSHA256 != 0
 	copy(e.digest[:], r.digest())
 	copy(e.sha256[:], r.sha())
 	return e, true

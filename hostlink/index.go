@@ -37,10 +37,10 @@ type IndexOptions struct {
 	only map[checksum]struct{}
 	// MinSize leaves out objects smaller than this many bytes.
 	MinSize int64
-	// NoSHA256 skips the plain SHA-256 computed beside Hash (then
-	// lookupSHA256 fails): for callers that never look content up by it,
-	// it halves the hashing. Give such an index its own HashName, since
-	// its cache records carry no SHA-256.
+	// NoSHA256 skips the plain SHA-256 computed beside Hash in lookups
+	// (then lookupSHA256 fails): for callers that rarely need it, it
+	// halves the hashing. Contents still computes it, for the objects
+	// whose cache records lack it.
 	NoSHA256 bool
 }
 
@@ -227,7 +227,7 @@ func (ix *Index) lookupSHA256(ctx context.Context, size int64, sum [32]byte) (st
 	if ix.opts.NoSHA256 {
 		return "", false, fmt.Errorf("%w: LookupSHA256 on an index built with NoSHA256", errInvalidOptions)
 	}
-	return ix.lookup(ctx, size, func(e *cacheEntry) bool { return e.sha256 == sum })
+	return ix.lookup(ctx, size, func(e *cacheEntry) bool { return e.hasSHA && e.sha256 == sum })
 }
 
 func (ix *Index) lookup(ctx context.Context, size int64, match func(*cacheEntry) bool) (string, bool, error) {
@@ -236,7 +236,7 @@ func (ix *Index) lookup(ctx context.Context, size int64, match func(*cacheEntry)
 	if ok || len(unknown) == 0 {
 		return p, ok, nil
 	}
-	return ix.hashUnknown(ctx, unknown, match)
+	return ix.hashUnknown(ctx, unknown, match, !ix.opts.NoSHA256)
 }
 
 // lockSize takes the stripe of lookups of size; call the result to
@@ -272,7 +272,7 @@ func (ix *Index) matchKnown(size int64, match func(*cacheEntry) bool) (string, b
 // loading what other processes hashed meanwhile) until one matches.
 // Call with the size's stripe held and ix.mu not held: the hashing runs
 // outside ix.mu, so lookups of other sizes proceed meanwhile.
-func (ix *Index) hashUnknown(ctx context.Context, unknown []objectStat, match func(*cacheEntry) bool) (string, bool, error) {
+func (ix *Index) hashUnknown(ctx context.Context, unknown []objectStat, match func(*cacheEntry) bool, withSHA bool) (string, bool, error) {
 	unlock, err := ix.cache.lock()
 	if err != nil {
 		return "", false, err
@@ -288,12 +288,12 @@ func (ix *Index) hashUnknown(ctx context.Context, unknown []objectStat, match fu
 		ix.mu.Lock()
 		e, ok := ix.cache.entries[o.sum]
 		ix.mu.Unlock()
-		if !ok || e.mtime != o.mtime || e.size != o.size {
+		if !ok || e.mtime != o.mtime || e.size != o.size || (withSHA && e.content && !e.hasSHA) {
 			if err := ctx.Err(); err != nil {
 				return "", false, err
 			}
 			var gone bool
-			if e, gone, err = ix.hashObject(o); err != nil {
+			if e, gone, err = ix.hashObject(o, withSHA); err != nil {
 				return "", false, err
 			}
 			if err := ix.record(o, e, gone); err != nil {
@@ -334,7 +334,7 @@ func (ix *Index) record(o objectStat, e cacheEntry, gone bool) error {
 
 // hashObject reads one object once, computing the index digest and
 // SHA-256 together. gone reports an object pruned since the cheap pass.
-func (ix *Index) hashObject(o objectStat) (e cacheEntry, gone bool, err error) {
+func (ix *Index) hashObject(o objectStat, withSHA bool) (e cacheEntry, gone bool, err error) {
 	e = cacheEntry{name: o.sum, size: o.size, mtime: o.mtime}
 	f, err := ix.repo.openFile(o.sum)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -360,7 +360,7 @@ func (ix *Index) hashObject(o objectStat) (e cacheEntry, gone bool, err error) {
 	}
 	var sha hash.Hash
 	cr := &countingReader{r: f}
-	if !ix.opts.NoSHA256 {
+	if withSHA {
 		sha = sha256.New()
 		cr.r = io.TeeReader(f, sha)
 	}
@@ -372,6 +372,7 @@ func (ix *Index) hashObject(o objectStat) (e cacheEntry, gone bool, err error) {
 	}
 	if sha != nil {
 		sha.Sum(e.sha256[:0])
+		e.hasSHA = true
 	}
 	e.content = true
 	return e, false, nil
@@ -417,13 +418,10 @@ func (ix *Index) forget(o objectStat) {
 
 // Contents calls fn with the path, size and plain SHA-256 of every
 // candidate object holding a regular file's content. Objects never
-// hashed are hashed first (each once, across processes: the digests go
-// to the cache file as lookups' do). It fails on an index built with
-// NoSHA256.
+// hashed, or hashed without their SHA-256 (lookups of an index with
+// NoSHA256), are hashed first, each once across processes: the digests
+// go to the cache file as lookups' do.
 func (ix *Index) Contents(ctx context.Context, fn func(path string, size int64, sha [32]byte) error) error {
-	if ix.opts.NoSHA256 {
-		return fmt.Errorf("%w: Contents on an index built with NoSHA256", errInvalidOptions)
-	}
 	never := func(*cacheEntry) bool { return false }
 	ix.mu.Lock()
 	sizes := make([]int64, 0, len(ix.bySize))
@@ -434,11 +432,19 @@ func (ix *Index) Contents(ctx context.Context, fn func(path string, size int64, 
 	for _, size := range sizes {
 		if err := func() error {
 			defer ix.lockSize(size)()
-			if _, _, unknown := ix.matchKnown(size, never); len(unknown) > 0 {
-				_, _, err := ix.hashUnknown(ctx, unknown, never)
-				return err
+			var todo []objectStat
+			ix.mu.Lock()
+			for _, o := range ix.bySize[size] {
+				if e, ok := ix.cache.entries[o.sum]; !ok || e.mtime != o.mtime || e.size != o.size || (e.content && !e.hasSHA) {
+					todo = append(todo, o)
+				}
 			}
-			return nil
+			ix.mu.Unlock()
+			if len(todo) == 0 {
+				return nil
+			}
+			_, _, err := ix.hashUnknown(ctx, todo, never, true)
+			return err
 		}(); err != nil {
 			return err
 		}
@@ -452,7 +458,7 @@ func (ix *Index) Contents(ctx context.Context, fn func(path string, size int64, 
 	ix.mu.Lock()
 	for _, objs := range ix.bySize {
 		for _, o := range objs {
-			if e, ok := ix.cache.entries[o.sum]; ok && e.content && e.size == o.size && e.mtime == o.mtime {
+			if e, ok := ix.cache.entries[o.sum]; ok && e.content && e.hasSHA && e.size == o.size && e.mtime == o.mtime {
 				all = append(all, content{ix.repo.fileObjectPath(o.sum), o.size, e.sha256})
 			}
 		}

@@ -494,12 +494,38 @@ func TestIndexContents(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ix, err := NewIndex(context.Background(), r, IndexOptions{CacheDir: t.TempDir(), Hash: (&countingHash{}).hash, HashName: "sha256-test", NoSHA256: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ix.Close()
-	if err := ix.Contents(context.Background(), func(string, int64, [32]byte) error { return nil }); !errors.Is(err, errInvalidOptions) {
-		t.Errorf("Contents on a NoSHA256 index: %v, want errInvalidOptions", err)
+	// An index with NoSHA256: lookups hash without the SHA-256, so
+	// Contents reads every object once more, then never again.
+	noSHADir := t.TempDir()
+	for round, wantHashed := range []int64{int64(len(sampleObjects)), int64(len(sampleObjects)), 0} {
+		h := &countingHash{}
+		ix, err := NewIndex(context.Background(), r, IndexOptions{CacheDir: noSHADir, Hash: h.hash, HashName: "sha256-test", NoSHA256: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if round == 0 {
+			lookupAll(t, ix)
+		} else {
+			n := 0
+			if err := ix.Contents(context.Background(), func(p string, _ int64, sha [32]byte) error {
+				data, err := os.ReadFile(p)
+				if err != nil || sha != sha256.Sum256(data) {
+					t.Errorf("NoSHA256 round %d: %s reported with a wrong SHA-256 (%v)", round, p, err)
+				}
+				n++
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if n != len(sampleObjects) {
+				t.Errorf("NoSHA256 round %d: %d objects reported", round, n)
+			}
+		}
+		if got := h.n.Load(); got != wantHashed {
+			t.Errorf("NoSHA256 round %d: hashed %d objects, want %d", round, got, wantHashed)
+		}
+		if err := ix.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
