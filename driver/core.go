@@ -471,7 +471,13 @@ func (d *core) commitLayer(ctx context.Context, id string, m layerMeta, build fu
 		}
 	}
 	diff, err := d.contents.commit(ctx, id, build, func(t *tree.Tree) error {
-		return writeImage(d.layers.diffImage(id), t)
+		if err := writeImage(d.layers.diffImage(id), t); err != nil {
+			return err
+		}
+		// Its digest was computed from the bytes written: a first mount
+		// in this process need not check it again.
+		d.images.checks.trust(d.layers.diffImage(id))
+		return nil
 	}, base)
 	if err != nil {
 		return nil, err
