@@ -483,6 +483,7 @@ func (d *core) commitLayer(ctx context.Context, id string, m layerMeta, build fu
 		return nil, err
 	}
 	m.Sealed = true
+	m.Flat = m.Parent == "" && !m.Base && layers.IsFlat(diff)
 	if err := d.layers.writeMeta(id, m); err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/cfs-storage/cfs-storage/tests/tarfix"
@@ -118,5 +119,52 @@ func TestFlattenSealsUnsealedParent(t *testing.T) {
 	}
 	if m, err := c.layers.readMeta("old"); err != nil || !m.Sealed {
 		t.Fatalf("parent not sealed by the mount: %+v, %v", m, err)
+	}
+}
+
+// A base layer with nothing for flattening to change gets, as the image
+// of its one-layer chain, a hard link to its own diff image (no bytes of
+// its own, listed as taking none), and mounts with its content; one with
+// a whiteout gets a written image of its own.
+func TestFlatBaseLayerLinksItsDiff(t *testing.T) {
+	ctx := context.Background()
+	c := newTestCore(t)
+	applyLayer(t, c, "flat", "", flatChain(t)[0])
+	applyLayer(t, c, "whiteout", "", mustTar(t, tarfix.Dir("etc/"), tarfix.File("etc/a", "a\n"), tarfix.Whiteout("etc/", "b")))
+	same := func(id string) bool {
+		var a, b syscall.Stat_t
+		if err := syscall.Stat(c.images.path(id), &a); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Stat(c.layers.diffImage(id), &b); err != nil {
+			t.Fatal(err)
+		}
+		return a.Ino == b.Ino && a.Dev == b.Dev
+	}
+	for _, id := range []string{"flat", "whiteout"} {
+		if err := c.ensureFlat(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !same("flat") {
+		t.Error("the flat base layer's image is not its diff image")
+	}
+	if same("whiteout") {
+		t.Error("a base layer with a whiteout shares its diff image as its flattened image")
+	}
+	sizes, err := c.images.list()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := sizes["flat"]; !ok || n != 0 {
+		t.Errorf("flattened images list the linked one as %d bytes (listed %v)", n, ok)
+	}
+	dir, err := c.get(ctx, "flat", mountOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.put("flat")
+	if data, err := os.ReadFile(dir + "/usr/lib/liba.so.1"); err != nil || !strings.HasPrefix(string(data), "liba ") {
+		t.Errorf("usr/lib/liba.so.1 through the mount: %.20q, %v", data, err)
 	}
 }

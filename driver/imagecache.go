@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -167,6 +168,9 @@ func (c *imageCache) ensure(ctx context.Context, id string) error {
 	default:
 		return flatImageError(id, err)
 	}
+	if ok, err := c.linkDiff(id); ok || err != nil {
+		return err
+	}
 	flat, err := c.flatTree(ctx, id)
 	if err != nil {
 		return err
@@ -180,6 +184,50 @@ func (c *imageCache) ensure(ctx context.Context, id string) error {
 	}
 	c.checks.trust(c.path(id))
 	return nil
+}
+
+// linkDiff makes the flattened image of a one-layer chain whose diff
+// image is already flat (layerMeta.Flat) a hard link to that image, and
+// its digest file to the diff's. It reports false, and the caller writes
+// the image, where the layer is not such a layer, is another store's,
+// or the link fails (another file system, say).
+func (c *imageCache) linkDiff(id string) (bool, error) {
+	if c.layers.readOnly(id) {
+		return false, nil
+	}
+	m, err := c.layers.readMeta(id)
+	if err != nil {
+		return false, err
+	}
+	if !m.Sealed || !m.Flat || m.Parent != "" || m.Base {
+		return false, nil
+	}
+	diff, image := c.layers.diffImage(id), c.path(id)
+	// The diff image is checked as flatTree checks what it reads.
+	if err := c.checks.verify(diff); err != nil {
+		return false, fmt.Errorf("cfs: layer %s: %w; remove the layer (its image) and pull it again", id, err)
+	}
+	// A temporary name starting with "." (removeTemps), the digest's
+	// first: an image is never in place without its digest.
+	tmp := filepath.Join(c.dir, fmt.Sprintf(".link-%s-%d", id, os.Getpid()))
+	defer os.Remove(tmp)
+	defer os.Remove(tmp + digestSuffix)
+	if os.Link(diff+digestSuffix, tmp+digestSuffix) != nil || os.Link(diff, tmp) != nil {
+		return false, nil
+	}
+	if err := os.Rename(tmp+digestSuffix, image+digestSuffix); err != nil {
+		return false, err
+	}
+	if err := os.Rename(tmp, image); err != nil {
+		return false, err
+	}
+	// Linking changed the inode's ctime: the check above still holds.
+	c.checks.trust(diff)
+	c.checks.trust(image)
+	if c.verity {
+		return true, c.checkCached(image) // enables fs-verity on the inode
+	}
+	return true, nil
 }
 
 // writeBase writes t as a remapped layer's base image at path: durably
@@ -284,7 +332,8 @@ func (c *imageCache) open(image string) (int, error) {
 }
 
 // list lists the cached flattened images: the ID of the layer whose
-// chain each flattens, with the bytes it takes (image and digest file).
+// chain each flattens, with the bytes it takes (image and digest file;
+// none for one linked to its diff image).
 func (c *imageCache) list() (map[string]int64, error) {
 	entries, err := os.ReadDir(c.dir)
 	if err != nil {
@@ -297,9 +346,17 @@ func (c *imageCache) list() (map[string]int64, error) {
 		if strings.HasPrefix(name, ".") || id == name {
 			continue
 		}
-		if info, err := e.Info(); err == nil {
-			out[id] += info.Size()
+		info, err := e.Info()
+		if err != nil {
+			continue
 		}
+		// A link to the layer's diff image (linkDiff) takes no bytes of
+		// its own, but is listed.
+		n := out[id]
+		if st, ok := info.Sys().(*syscall.Stat_t); !ok || st.Nlink == 1 {
+			n += info.Size()
+		}
+		out[id] = n
 	}
 	return out, nil
 }

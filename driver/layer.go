@@ -46,6 +46,10 @@ type layerMeta struct {
 	// diff applies to its base image (base.cfs), the tree of its parent
 	// chain with the owners remapped, instead of to the chain itself.
 	Base bool `json:"base,omitempty"`
+	// Flat is true for a sealed base layer whose diff image is also the
+	// flattened image of its one-layer chain (layers.IsFlat): the image
+	// cache links it instead of writing a copy.
+	Flat bool `json:"flat,omitempty"`
 }
 
 // layerKind says what a new writable layer is for.

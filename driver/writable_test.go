@@ -171,7 +171,7 @@ func TestDropFlatImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	imgs, err := c.images.list()
-	if err != nil || imgs["base"] == 0 || len(imgs) != 1 {
+	if _, ok := imgs["base"]; err != nil || !ok || len(imgs) != 1 {
 		t.Fatalf("FlatImages = %v, %v; want base's", imgs, err)
 	}
 	if ok, err := c.images.drop("base"); !ok || err != nil {
@@ -188,7 +188,7 @@ func TestDropFlatImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	must(t, c.put("base"))
-	if imgs, _ := c.images.list(); imgs["base"] == 0 {
+	if imgs, _ := c.images.list(); len(imgs) != 1 {
 		t.Fatalf("the next mount did not build the image again: %v", imgs)
 	}
 }

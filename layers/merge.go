@@ -138,3 +138,45 @@ func FixLinks(t *tree.Tree) {
 		n.Nlink = c
 	}
 }
+
+// IsFlat reports whether the layer tree t is its own flattened tree:
+// whether Merge onto an empty tree, then FixLinks, would leave it as it
+// is. That holds when it has no whiteouts, no opaque markers and no
+// implied directories, and its hard links are already numbered as
+// FixLinks numbers them. A base layer's image is then also the image of
+// its one-layer chain.
+func IsFlat(t *tree.Tree) bool {
+	if isOpaque(t.Root) || t.Root.IsImplied() {
+		return false
+	}
+	count := map[*tree.Node]uint32{}
+	var walk func(dir *tree.Node) bool
+	walk = func(dir *tree.Node) bool {
+		for _, e := range dir.Entries() {
+			n := e.Node
+			if n.IsDir() {
+				if isOpaque(n) || n.IsImplied() || !walk(n) {
+					return false
+				}
+				continue
+			}
+			if n.IsWhiteout() {
+				return false
+			}
+			count[n]++
+			if e.HardLink != (count[n] > 1) {
+				return false
+			}
+		}
+		return true
+	}
+	if !walk(t.Root) {
+		return false
+	}
+	for n, c := range count {
+		if n.Nlink != c {
+			return false
+		}
+	}
+	return true
+}

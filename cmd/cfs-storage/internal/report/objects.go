@@ -99,7 +99,7 @@ func computeObjects(ctx context.Context, u *Usage, ext driver.Extension, imgs []
 				lu.HostShared += o.size
 			}
 		}
-		if lu.Metadata, err = diskUsage(filepath.Join(ext.Home(), "layers", id)); err != nil {
+		if lu.Metadata, err = diskUsage(filepath.Join(ext.Home(), "layers", id), false); err != nil {
 			return err
 		}
 		u.Total.MetadataBytes += lu.Metadata
@@ -158,7 +158,9 @@ func objectTotals(ctx context.Context, u *Usage, ext driver.Extension) error {
 	if err != nil {
 		return fmt.Errorf("object store statistics: %w", err)
 	}
-	cache, err := diskUsage(filepath.Join(ext.Home(), "images"))
+	// A flattened image linked to its layer's diff image is counted
+	// with the layer.
+	cache, err := diskUsage(filepath.Join(ext.Home(), "images"), true)
 	if err != nil {
 		return err
 	}

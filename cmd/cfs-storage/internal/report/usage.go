@@ -210,8 +210,9 @@ func shortIDs(ids []string) []string {
 	return out
 }
 
-// diskUsage sums the allocated bytes under root, each inode once.
-func diskUsage(root string) (int64, error) {
+// diskUsage sums the allocated bytes under root, each inode once; with
+// skipLinked, leaving out files with other names too (counted there).
+func diskUsage(root string, skipLinked bool) (int64, error) {
 	seen := map[uint64]bool{}
 	var total int64
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -226,7 +227,7 @@ func diskUsage(root string) (int64, error) {
 			return nil // removed meanwhile
 		}
 		st, ok := info.Sys().(*syscall.Stat_t)
-		if !ok || seen[st.Ino] {
+		if !ok || seen[st.Ino] || (skipLinked && !d.IsDir() && st.Nlink > 1) {
 			return nil
 		}
 		seen[st.Ino] = true
