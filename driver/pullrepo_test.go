@@ -5,60 +5,16 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
 	storage "go.podman.io/storage"
 	"go.podman.io/storage/types"
-	"golang.org/x/sys/unix"
 
 	"github.com/cfs-storage/cfs-storage/tests/tarfix"
 	"github.com/cfs-storage/cfs-storage/tests/testutil"
 )
-
-// hostRepoWith commits files (path → content) into a new bare ostree
-// repository with Debian's ostree and returns its path.
-func hostRepoWith(t *testing.T, files map[string]string) string {
-	t.Helper()
-	ostree := testutil.RequireTool(t, "ostree")
-	dir := t.TempDir()
-	src, repo := filepath.Join(dir, "rootfs"), filepath.Join(dir, "repo")
-	for p, content := range files {
-		full := filepath.Join(src, p)
-		must(t, os.MkdirAll(filepath.Dir(full), 0o755))
-		must(t, os.WriteFile(full, []byte(content), 0o755))
-	}
-	for _, args := range [][]string{
-		{"init", "--repo=" + repo, "--mode=bare"},
-		{"commit", "--repo=" + repo, "--branch=host", "--tree=dir=" + src},
-	} {
-		if out, err := exec.Command(ostree, args...).CombinedOutput(); err != nil {
-			t.Fatalf("ostree %v: %v\n%s", args, err, out)
-		}
-	}
-	return repo
-}
-
-// repoObjectState is every file object's metadata and content digest.
-func repoObjectState(t *testing.T, repo string) map[string]string {
-	t.Helper()
-	state := map[string]string{}
-	paths, _ := filepath.Glob(filepath.Join(repo, "objects", "*", "*.file"))
-	for _, p := range paths {
-		var st unix.Stat_t
-		must(t, unix.Lstat(p, &st))
-		data, err := os.ReadFile(p)
-		must(t, err)
-		state[p] = fmt.Sprintf("mode=%o uid=%d gid=%d mtime=%d size=%d sha256=%x", st.Mode, st.Uid, st.Gid, st.Mtim.Nano(), st.Size, sha256.Sum256(data))
-	}
-	if len(state) == 0 {
-		t.Fatalf("no file objects in %s", repo)
-	}
-	return state
-}
 
 // pullRepoStore opens a c/storage store on cfs with partial pulls that
 // look contents up in the driver's partial-pull repository, and the
@@ -95,8 +51,8 @@ func payloadLink(home, content string) string {
 func TestPartialPullFindsStoreAndHost(t *testing.T) {
 	testutil.RequireRoot(t)
 	hostContent, storeContent, own := randomText(256<<10), randomText(256<<10), randomText(64<<10)
-	repo := hostRepoWith(t, map[string]string{"usr/lib/libhost.so": hostContent})
-	before := repoObjectState(t, repo)
+	repo := testutil.OstreeRepo(t, "bare", map[string]string{"usr/lib/libhost.so": hostContent})
+	before := testutil.OstreeObjectState(t, repo)
 	store, home := pullRepoStore(t, "cfs.host_repo="+repo)
 	if _, _, err := store.PutLayer(randomID(), "", nil, "", false, nil, bytes.NewReader(mustTar(t, tarfix.File("opt/full", storeContent)))); err != nil {
 		t.Fatalf("full pull: %v", err)
@@ -129,15 +85,13 @@ func TestPartialPullFindsStoreAndHost(t *testing.T) {
 	_, err = store.Unmount(layer.ID, true)
 	must(t, err)
 
-	after := repoObjectState(t, repo)
+	after := testutil.OstreeObjectState(t, repo)
 	for p, s := range before {
 		if after[p] != s {
 			t.Errorf("host object %s changed: %s, was %s", p, after[p], s)
 		}
 	}
-	if out, err := exec.Command("ostree", "fsck", "--repo="+repo).CombinedOutput(); err != nil {
-		t.Errorf("ostree fsck: %v\n%s", err, out)
-	}
+	testutil.OstreeFsck(t, repo)
 }
 
 // TestPartialPullLyingPayloadLink: a payload link that names other bytes

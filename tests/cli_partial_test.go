@@ -200,8 +200,8 @@ func TestCLIPartialPull(t *testing.T) {
 	full := partialCLI(t)
 	full.ok("pull", "-q", "oci:"+filepath.Join(dir, "a")+":v1")
 	fromStore := fetch(full, "b")
-	hostRepo := makeHostRepoWith(t, "bare", map[string]string{"usr/share/shared": shared})
-	hostBefore := hostObjectState(t, hostRepo)
+	hostRepo := testutil.OstreeRepo(t, "bare", map[string]string{"usr/share/shared": shared})
+	hostBefore := testutil.OstreeObjectState(t, hostRepo)
 	host := partialCLI(t)
 	opt := "cfs.host_repo=" + hostRepo
 	before := proxy.bytes.Load()
@@ -216,12 +216,12 @@ func TestCLIPartialPull(t *testing.T) {
 	if got := host.imageTree(strings.TrimPrefix(base, "docker://") + "b:v1"); !slices.Equal(got, src.imageTree("localhost/b:v1")) {
 		t.Errorf("b pulled onto the host differs from the source:\n%s", strings.Join(got, "\n"))
 	}
-	for p, st := range hostObjectState(t, hostRepo) {
+	for p, st := range testutil.OstreeObjectState(t, hostRepo) {
 		if hostBefore[p] != st {
 			t.Errorf("host object %s changed: %s, was %s", p, st, hostBefore[p])
 		}
 	}
-	ostreeFsck(t, hostRepo)
+	testutil.OstreeFsck(t, hostRepo)
 
 	for _, l := range partialLayers(t, dst) {
 		if l.TOCDigest == "" {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -91,25 +90,7 @@ func newCoreOSLayout(t *testing.T, fstype string, root fsRootMount) coreOSLayout
 // with Debian's ostree.
 func commitHostTree(t *testing.T, repo string) {
 	t.Helper()
-	ostree := testutil.RequireTool(t, "ostree")
-	src := t.TempDir()
-	for p, content := range hostFiles {
-		full := filepath.Join(src, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(content), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, args := range [][]string{
-		{"init", "--repo=" + repo, "--mode=bare"},
-		{"commit", "--repo=" + repo, "--branch=host", "--tree=dir=" + src},
-	} {
-		if out, err := exec.Command(ostree, args...).CombinedOutput(); err != nil {
-			t.Fatalf("ostree %v: %v\n%s", args, err, out)
-		}
-	}
+	testutil.OstreeInitCommit(t, repo, "bare", hostFiles)
 }
 
 // requireEXDEV checks that the layout reproduces CoreOS: one st_dev, and
@@ -178,12 +159,12 @@ func TestCoreOSHostLinking(t *testing.T) {
 func runCoreOSCase(t *testing.T, tc coreOSCase) {
 	l := newCoreOSLayout(t, tc.fstype, tc.root)
 	l.requireEXDEV(t)
-	before := hostObjectState(t, l.repo)
+	before := testutil.OstreeObjectState(t, l.repo)
 	// Registered before the store's own cleanup, this runs after it: the
 	// host must be untouched by everything, shutdown and GC included.
 	t.Cleanup(func() {
-		ostreeFsck(t, l.repo)
-		if after := hostObjectState(t, l.repo); !mapsEqual(before, after) {
+		testutil.OstreeFsck(t, l.repo)
+		if after := testutil.OstreeObjectState(t, l.repo); !mapsEqual(before, after) {
 			t.Errorf("host objects changed by the end of the test (store shut down, GC run):\nbefore %v\nafter  %v", before, after)
 		}
 	})
@@ -196,8 +177,8 @@ func runCoreOSCase(t *testing.T, tc coreOSCase) {
 		checkObjectStorage(t, p, obj, host, tc)
 	}
 	checkContainerFiles(t, store, layer.ID)
-	ostreeFsck(t, l.repo)
-	if after := hostObjectState(t, l.repo); !mapsEqual(before, after) {
+	testutil.OstreeFsck(t, l.repo)
+	if after := testutil.OstreeObjectState(t, l.repo); !mapsEqual(before, after) {
 		t.Fatalf("host objects changed:\nbefore %v\nafter  %v", before, after)
 	}
 	staging := filepath.Join(l.graphRoot, "cfs/hostlink/staging")

@@ -3,7 +3,6 @@ package tests
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,60 +30,7 @@ var hostFiles = map[string]string{
 // given mode with Debian's ostree and returns its path.
 func makeHostRepo(t *testing.T, mode string) string {
 	t.Helper()
-	return makeHostRepoWith(t, mode, hostFiles)
-}
-
-// makeHostRepoWith commits files (path → content) into a real ostree
-// repository of the given mode and returns its path.
-func makeHostRepoWith(t *testing.T, mode string, files map[string]string) string {
-	t.Helper()
-	ostree := testutil.RequireTool(t, "ostree")
-	dir := t.TempDir()
-	src, repo := filepath.Join(dir, "rootfs"), filepath.Join(dir, "repo")
-	for p, content := range files {
-		full := filepath.Join(src, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(content), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, args := range [][]string{
-		{"init", "--repo=" + repo, "--mode=" + mode},
-		{"commit", "--repo=" + repo, "--branch=host", "--tree=dir=" + src},
-	} {
-		if out, err := exec.Command(ostree, args...).CombinedOutput(); err != nil {
-			t.Fatalf("ostree %v: %v\n%s", args, err, out)
-		}
-	}
-	return repo
-}
-
-// hostObjectState records every host file object's inode metadata.
-func hostObjectState(t *testing.T, repo string) map[string]string {
-	t.Helper()
-	state := map[string]string{}
-	paths, _ := filepath.Glob(filepath.Join(repo, "objects", "*", "*.file"))
-	for _, p := range paths {
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			t.Fatal(err)
-		}
-		data, _ := os.ReadFile(p)
-		state[p] = fmt.Sprintf("mode=%o uid=%d gid=%d mtime=%d size=%d sum=%x", st.Mode, st.Uid, st.Gid, st.Mtim.Nano(), st.Size, fsverity.DigestBytes(data))
-	}
-	if len(state) == 0 {
-		t.Fatalf("no file objects in %s", repo)
-	}
-	return state
-}
-
-func ostreeFsck(t *testing.T, repo string) {
-	t.Helper()
-	if out, err := exec.Command("ostree", "fsck", "--repo="+repo).CombinedOutput(); err != nil {
-		t.Fatalf("ostree fsck %s: %v\n%s", repo, err, out)
-	}
+	return testutil.OstreeRepo(t, mode, hostFiles)
 }
 
 // TestHostLinking pulls a layer that shares contents with a real ostree
@@ -101,7 +47,7 @@ func TestHostLinking(t *testing.T) {
 	} {
 		t.Run(tc.repoMode+"/"+tc.link, func(t *testing.T) {
 			repo := makeHostRepo(t, tc.repoMode)
-			before := hostObjectState(t, repo)
+			before := testutil.OstreeObjectState(t, repo)
 			store := openStoreOpts(t, "cfs", "cfs.host_repo="+repo, "cfs.host_link="+tc.link)
 			layer, ext := putHostSharingLayer(t, store)
 			for _, p := range []string{"usr/lib/libshared.so", "usr/bin/tool"} {
@@ -111,8 +57,8 @@ func TestHostLinking(t *testing.T) {
 					t.Errorf("%s: object shares the host inode = %v, want %v", p, shared, want)
 				}
 			}
-			ostreeFsck(t, repo)
-			if after := hostObjectState(t, repo); !mapsEqual(before, after) {
+			testutil.OstreeFsck(t, repo)
+			if after := testutil.OstreeObjectState(t, repo); !mapsEqual(before, after) {
 				t.Fatalf("host objects changed:\nbefore %v\nafter  %v", before, after)
 			}
 			if out, err := exec.Command("ostree", "refs", "--repo="+repo, "--delete", "host").CombinedOutput(); err != nil {
