@@ -497,6 +497,49 @@ mountopt = "nodev,metacopy=on"
 		}
 	})
 
+	// Partial pulls (zstd:chunked from a registry, enabled as Fedora's
+	// storage.conf enables them): the base image squashed into one new
+	// layer is pulled into a store that holds the base image from a
+	// whole pull (the OCI layout). On cfs, with the driver's partial-pull
+	// repository in ostree_repos, the base image's contents are not
+	// fetched again; overlay's differ only knows layers pulled
+	// partially, so it fetches them. Either way the image runs.
+	proxy := startBlobProxy(t, startRegistry(t))
+	eachDriver("partial-pull", func(t *testing.T, driver string) {
+		repos := ""
+		if driver == "cfs" {
+			repos = "%[2]s/cfs/partial-pull-repo"
+		}
+		conf := storeConfig{storageConf: "[storage]\ndriver = \"%[1]s\"\ngraphroot = \"%[2]s\"\nrunroot = \"%[3]s\"\n" +
+			"[storage.options]\npull_options = {enable_partial_images = \"true\", ostree_repos = \"" + repos + "\"}\n"}
+		src := newPodmanStore(t, bin, ns, driver, conf)
+		pullRun(t, src)
+		src.ok(t, "run", "--name", "sq", pmBase, "sh", "-c", "echo squashed > /etc/motd")
+		src.ok(t, "commit", "-q", "--squash", "sq", "localhost/squashed")
+		src.ok(t, "rm", "sq")
+		ref := "docker://" + proxy.addr + "/pm/" + driver + ":squashed"
+		src.ok(t, "push", "-q", "--tls-verify=false", "--compression-format", "zstd:chunked", "--force-compression", "localhost/squashed", ref)
+		fetch := func(s *podmanStore) int64 {
+			before, ranged := proxy.bytes.Load(), proxy.ranged.Load()
+			s.ok(t, "pull", "-q", "--tls-verify=false", ref)
+			if proxy.ranged.Load() == ranged {
+				t.Errorf("podman pull %s made no ranged request: not a partial pull", ref)
+			}
+			return proxy.bytes.Load() - before
+		}
+		holder := newPodmanStore(t, bin, ns, driver, conf)
+		pullRun(t, holder)
+		warm := fetch(holder)
+		cold := fetch(newPodmanStore(t, bin, ns, driver, conf))
+		t.Logf("%s: the squashed image fetched %d bytes into a store holding the base image, %d into an empty one", driver, warm, cold)
+		if driver == "cfs" && warm*4 > cold {
+			t.Errorf("cfs fetched %d bytes into a store holding the base image's contents (%d into an empty store)", warm, cold)
+		}
+		if out := holder.ok(t, "run", "--rm", strings.TrimPrefix(ref, "docker://"), "cat", "/etc/motd"); strings.TrimSpace(out) != "squashed" {
+			t.Errorf("run the partially pulled image: %q", out)
+		}
+	})
+
 	// Driver options without the driver's prefix, on the command line:
 	// what the README recommends (cfs.host_link=... also reaches podman's
 	// cleanup process, which refuses it for --privileged containers).
