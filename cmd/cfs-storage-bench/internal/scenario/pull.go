@@ -131,6 +131,12 @@ func (r *runner) pullImages(ctx context.Context, bs *benchStore, src string) (el
 // pullOne copies one image of the corpus from src into bs.
 func (r *runner) pullOne(ctx context.Context, pc *signature.PolicyContext, bs *benchStore, img corpus.Image, src string) error {
 	ref, sctx := r.sourceRef(src, img)
+	return r.pullRef(ctx, pc, bs, img, ref, sctx)
+}
+
+// pullRef copies the corpus image img from the c/image reference ref,
+// read with sctx, into bs.
+func (r *runner) pullRef(ctx context.Context, pc *signature.PolicyContext, bs *benchStore, img corpus.Image, ref string, sctx *types.SystemContext) error {
 	srcRef, err := alltransports.ParseImageName(ref)
 	if err != nil {
 		return fmt.Errorf("source %s: %w", ref, err)

@@ -197,11 +197,12 @@ type benchStore struct {
 }
 
 func (r *runner) openStore(label string) (*benchStore, error) {
-	dir, err := os.MkdirTemp(r.cfg.WorkDir, "store-"+label+"-")
-	if err != nil {
-		return nil, err
-	}
-	o := types.StoreOptions{RunRoot: filepath.Join(dir, "run"), GraphRoot: filepath.Join(dir, "root")}
+	return r.newStore(label, func(o *types.StoreOptions) { r.driverOptions(label, o) })
+}
+
+// driverOptions sets the driver, its options and the pull options of
+// the store of a driver label.
+func (r *runner) driverOptions(label string, o *types.StoreOptions) {
 	switch label {
 	case "cfs":
 		o.GraphDriverName = "cfs"
@@ -220,6 +221,17 @@ func (r *runner) openStore(label string) (*benchStore, error) {
 	default:
 		o.GraphDriverName = label
 	}
+}
+
+// newStore opens a store labelled label in a fresh folder of the work
+// folder (graph root and run root set), set filling in the rest.
+func (r *runner) newStore(label string, set func(*types.StoreOptions)) (*benchStore, error) {
+	dir, err := os.MkdirTemp(r.cfg.WorkDir, "store-"+label+"-")
+	if err != nil {
+		return nil, err
+	}
+	o := types.StoreOptions{RunRoot: filepath.Join(dir, "run"), GraphRoot: filepath.Join(dir, "root")}
+	set(&o)
 	st, err := storage.GetStore(o)
 	if err != nil {
 		os.RemoveAll(dir)
@@ -341,9 +353,9 @@ func (r *runner) live(scenario string, stores []*benchStore) []*benchStore {
 	return out
 }
 
-// rotated returns stores starting at index i (mod len), so that no
-// driver always runs first in an interleaved round.
-func rotated(stores []*benchStore, i int) []*benchStore {
+// rotated returns stores (or drivers) starting at index i (mod len), so
+// that no driver always runs first in an interleaved round.
+func rotated[T any](stores []T, i int) []T {
 	k := i % len(stores)
 	return append(slices.Clone(stores[k:]), stores[:k]...)
 }
