@@ -77,19 +77,73 @@ func TestQuickBench(t *testing.T) {
 	checkPlausible(t, &res, sources)
 	table, _ := os.ReadFile(filepath.Join(out, "table.txt"))
 	checkComposefs(t, &res, string(table), sources)
+	checkPartial(t, &res, sources)
+}
+
+// checkPartial checks the partial-pull rows: every configuration with
+// partial pulls pulled by ranged reads, fetched no more than the
+// images' compressed size and no less than the floor, and the floors
+// are in the remarks; without the registry source the scenario did not
+// run.
+func checkPartial(t *testing.T, res *report.Results, sources []string) {
+	t.Helper()
+	floors := 0
+	for _, rem := range res.Remarks {
+		if strings.HasPrefix(rem, "partial-pull floor of ") {
+			floors++
+		}
+	}
+	if !slices.Contains(sources, "registry") {
+		if slices.Contains(res.Drivers, scenario.OstreeReposDriver) || floors != 0 {
+			t.Errorf("without the registry source: columns %q, remarks %q", res.Drivers, res.Remarks)
+		}
+		return
+	}
+	if !slices.Contains(res.Drivers, scenario.OstreeReposDriver) {
+		t.Errorf("columns %q lack %s", res.Drivers, scenario.OstreeReposDriver)
+	}
+	if floors != 2 {
+		t.Errorf("remarks %q: want the floors of the corpus and of the start image", res.Remarks)
+	}
+	for _, d := range []string{"cfs", "cfs-nohost", "overlay", scenario.OstreeReposDriver, scenario.ComposefsDriver} {
+		for _, c := range []string{"corpus: ", "app onto host: "} {
+			fetched, ok := res.Find("partial-pull", d, c+"fetched")
+			if !ok {
+				if d != scenario.ComposefsDriver || !res.Failed("partial-pull", d) {
+					t.Errorf("partial-pull/%s: no %q", d, c+"fetched")
+				}
+				continue
+			}
+			if fetched < 1<<10 {
+				t.Errorf("partial-pull/%s: %sfetched %g bytes", d, c, fetched)
+			}
+			if v, ok := res.Find("partial-pull", d, c+"ranged blob requests"); !ok || v < 1 {
+				t.Errorf("partial-pull/%s: %s%g ranged blob requests: not a partial pull", d, c, v)
+			}
+			if v, ok := res.Find("partial-pull", d, c+"fetched ÷ compressed size"); !ok || v <= 0 || v > 1.5 {
+				t.Errorf("partial-pull/%s: %sfetched ÷ compressed size = %g (found %v)", d, c, v, ok)
+			}
+			if v, ok := res.Find("partial-pull", d, c+"fetched ÷ floor"); ok && v < 0.9 {
+				t.Errorf("partial-pull/%s: %sfetched ÷ floor = %g: below the floor", d, c, v)
+			}
+			if v, ok := res.Find("partial-pull", d, c+"time"); !ok || v <= 0 || v > 120 {
+				t.Errorf("partial-pull/%s: %stime = %g (found %v)", d, c, v, ok)
+			}
+		}
+	}
 }
 
 // checkComposefs checks the overlay-composefs rows: from the OCI layout
 // it pulls as plain overlay; from the registry it runs in composefs
 // mode (the remark says so), and either its trees are right or its
-// registry rows say "failed" with the reason (c/storage v1.65.1 leaves
+// registry and partial-pull rows say "failed" with the reason (c/storage v1.65.1 leaves
 // the layers' .wh.* whiteouts in its composefs images as plain files,
 // so the quick corpus's images with deletions come out wrong). No other
 // driver fails.
 func checkComposefs(t *testing.T, res *report.Results, table string, sources []string) {
 	t.Helper()
 	for _, f := range res.Failures {
-		if f.Driver != scenario.ComposefsDriver || f.Scenario != "pull" || f.Metrics != "registry: " {
+		if f.Driver != scenario.ComposefsDriver || (f.Scenario != "pull" || f.Metrics != "registry: ") && f.Scenario != "partial-pull" {
 			t.Errorf("unexpected failure: %+v", f)
 		}
 	}
@@ -99,7 +153,7 @@ func checkComposefs(t *testing.T, res *report.Results, table string, sources []s
 	if !slices.Contains(sources, "registry") {
 		return
 	}
-	if len(res.Remarks) != 1 || !strings.HasPrefix(res.Remarks[0], "overlay-composefs ran in composefs mode: after the pull from registry, ") {
+	if len(res.Remarks) == 0 || !strings.HasPrefix(res.Remarks[0], "overlay-composefs ran in composefs mode: after the pull from registry, ") {
 		t.Errorf("remarks %q: want overlay-composefs in composefs mode", res.Remarks)
 	}
 	if _, ok := res.Find("pull", scenario.ComposefsDriver, "registry: time"); ok {

@@ -22,10 +22,13 @@ import (
 // The zstd:chunked annotation that places a layer's TOC in its blob
 // (go.podman.io/storage/pkg/chunked/internal/minimal.ManifestInfoKey):
 // "<offset>:<length>:<uncompressed length>:<type>", type 1 (CRFS).
+// The tar-split's, "<offset>:<length>:<uncompressed length>", is
+// TarSplitInfoKey.
 const (
-	tocPositionKey = "io.github.containers.zstd-chunked.manifest-position"
-	tocTypeCRFS    = 1
-	maxTOCBytes    = 64 << 20
+	tocPositionKey      = "io.github.containers.zstd-chunked.manifest-position"
+	tarSplitPositionKey = "io.github.containers.zstd-chunked.tarsplit-position"
+	tocTypeCRFS         = 1
+	maxTOCBytes         = 64 << 20
 )
 
 // tocEntry is what the floor reads of an entry of a zstd:chunked TOC
@@ -43,11 +46,13 @@ type tocEntry struct {
 }
 
 // layerTOC is one layer of an image in the registry: its blob's digest
-// and compressed size, and its TOC's entries.
+// and compressed size, its TOC's entries, and the compressed bytes of
+// its TOC and tar-split (what a partial pull reads besides contents).
 type layerTOC struct {
 	Digest  string
 	Size    int64
 	Entries []tocEntry
+	Meta    int64
 }
 
 // imageTOCs are an image's layers, bottom first.
@@ -64,9 +69,10 @@ type floor struct {
 	files       int
 	size, bytes int64
 	// layers are the distinct layers pulled, compressed their blobs'
-	// bytes (the image's compressed size).
-	layers     int
-	compressed int64
+	// bytes (the image's compressed size), meta their TOCs' and
+	// tar-splits' compressed bytes (not part of the floor).
+	layers           int
+	compressed, meta int64
 }
 
 // computeFloor walks images in pull order, their layers bottom first,
@@ -87,6 +93,7 @@ func computeFloor(images []imageTOCs, known map[string]bool) (floor, error) {
 			layers[l.Digest] = true
 			f.layers++
 			f.compressed += l.Size
+			f.meta += l.Meta
 			for _, e := range l.Entries {
 				if e.Type != "reg" || e.Size == 0 {
 					continue
@@ -137,11 +144,11 @@ func hostContents(repo string) (map[string]bool, error) {
 type tocReader struct {
 	client *http.Client
 	addr   string
-	layers map[string][]tocEntry
+	layers map[string]layerTOC
 }
 
 func newTOCReader(addr string) *tocReader {
-	return &tocReader{client: &http.Client{}, addr: addr, layers: map[string][]tocEntry{}}
+	return &tocReader{client: &http.Client{}, addr: addr, layers: map[string]layerTOC{}}
 }
 
 // image reads repo:tag's manifest and its layers' TOCs.
@@ -164,14 +171,14 @@ func (t *tocReader) image(ctx context.Context, name, repo, tag string) (imageTOC
 		return img, fmt.Errorf("manifest of %s:%s: no layers (media type %q)", repo, tag, man.MediaType)
 	}
 	for _, l := range man.Layers {
-		entries, ok := t.layers[l.Digest.String()]
+		lt, ok := t.layers[l.Digest.String()]
 		if !ok {
-			if entries, err = t.layer(ctx, repo, l); err != nil {
+			if lt, err = t.layer(ctx, repo, l); err != nil {
 				return img, fmt.Errorf("%s:%s: layer %s: %w", repo, tag, l.Digest, err)
 			}
-			t.layers[l.Digest.String()] = entries
+			t.layers[l.Digest.String()] = lt
 		}
-		img.Layers = append(img.Layers, layerTOC{Digest: l.Digest.String(), Size: l.Size, Entries: entries})
+		img.Layers = append(img.Layers, lt)
 	}
 	return img, nil
 }
@@ -179,57 +186,67 @@ func (t *tocReader) image(ctx context.Context, name, repo, tag string) (imageTOC
 // layer reads a zstd:chunked layer's TOC as c/storage's differ does:
 // the range its manifest-position annotation names, checked against the
 // TOC digest annotation, zstd-decompressed, JSON.
-func (t *tocReader) layer(ctx context.Context, repo string, l imgspec.Descriptor) ([]tocEntry, error) {
+func (t *tocReader) layer(ctx context.Context, repo string, l imgspec.Descriptor) (layerTOC, error) {
+	lt := layerTOC{Digest: l.Digest.String(), Size: l.Size}
 	tocDigest, err := toc.GetTOCDigest(l.Annotations)
 	if err != nil {
-		return nil, err
+		return lt, err
 	}
 	pos, ok := l.Annotations[tocPositionKey]
 	if tocDigest == nil || !ok {
-		return nil, fmt.Errorf("no zstd:chunked TOC (annotations %v)", l.Annotations)
+		return lt, fmt.Errorf("no zstd:chunked TOC (annotations %v)", l.Annotations)
 	}
 	var off, length, ulen, typ int64
 	if _, err := fmt.Sscanf(pos, "%d:%d:%d:%d", &off, &length, &ulen, &typ); err != nil {
-		return nil, fmt.Errorf("TOC position %q: %w", pos, err)
+		return lt, fmt.Errorf("TOC position %q: %w", pos, err)
 	}
 	if typ != tocTypeCRFS || off <= 0 || length <= 0 || off+length > l.Size || length > maxTOCBytes || ulen <= 0 || ulen > maxTOCBytes {
-		return nil, fmt.Errorf("TOC position %q: not a TOC within the %d-byte blob", pos, l.Size)
+		return lt, fmt.Errorf("TOC position %q: not a TOC within the %d-byte blob", pos, l.Size)
+	}
+	lt.Meta = length
+	if ts, ok := l.Annotations[tarSplitPositionKey]; ok {
+		var tsOff, tsLen, tsUlen int64
+		if _, err := fmt.Sscanf(ts, "%d:%d:%d", &tsOff, &tsLen, &tsUlen); err != nil || tsOff <= 0 || tsLen < 0 || tsOff+tsLen > l.Size {
+			return lt, fmt.Errorf("tar-split position %q: not within the %d-byte blob (%v)", ts, l.Size, err)
+		}
+		lt.Meta += tsLen
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+t.addr+"/v2/"+repo+"/blobs/"+l.Digest.String(), nil)
 	if err != nil {
-		return nil, err
+		return lt, err
 	}
 	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+length-1))
 	b, err := t.get(req, http.StatusPartialContent, length)
 	if err != nil {
-		return nil, fmt.Errorf("TOC: %w", err)
+		return lt, fmt.Errorf("TOC: %w", err)
 	}
 	if int64(len(b)) != length {
-		return nil, fmt.Errorf("TOC: %d bytes, want %d", len(b), length)
+		return lt, fmt.Errorf("TOC: %d bytes, want %d", len(b), length)
 	}
 	if got := digest.Canonical.FromBytes(b); got != *tocDigest {
-		return nil, fmt.Errorf("TOC digest %s, the annotation says %s", got, *tocDigest)
+		return lt, fmt.Errorf("TOC digest %s, the annotation says %s", got, *tocDigest)
 	}
 	dec, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(2*maxTOCBytes))
 	if err != nil {
-		return nil, err
+		return lt, err
 	}
 	defer dec.Close()
 	raw, err := dec.DecodeAll(b, make([]byte, 0, ulen))
 	if err != nil {
-		return nil, fmt.Errorf("TOC: %w", err)
+		return lt, fmt.Errorf("TOC: %w", err)
 	}
 	if int64(len(raw)) != ulen {
-		return nil, fmt.Errorf("TOC: %d bytes decompressed, the position annotation says %d", len(raw), ulen)
+		return lt, fmt.Errorf("TOC: %d bytes decompressed, the position annotation says %d", len(raw), ulen)
 	}
 	var doc struct {
 		Version int        `json:"version"`
 		Entries []tocEntry `json:"entries"`
 	}
 	if err := json.Unmarshal(raw, &doc); err != nil {
-		return nil, fmt.Errorf("TOC: %w", err)
+		return lt, fmt.Errorf("TOC: %w", err)
 	}
-	return doc.Entries, nil
+	lt.Entries = doc.Entries
+	return lt, nil
 }
 
 // get does req and returns the body (at most limit bytes) when the

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -173,8 +174,22 @@ func TestFloorFromRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The TOCs' and tar-splits' bytes, from the annotations.
+	meta := func(d imgspec.Descriptor) int64 {
+		var off, toc, tarSplit, x int64
+		if _, err := fmt.Sscanf(d.Annotations["io.github.containers.zstd-chunked.manifest-position"], "%d:%d:%d:%d", &off, &toc, &x, &x); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fmt.Sscanf(d.Annotations["io.github.containers.zstd-chunked.tarsplit-position"], "%d:%d:%d", &off, &tarSplit, &x); err != nil {
+			t.Fatal(err)
+		}
+		if toc <= 0 || tarSplit <= 0 {
+			t.Fatalf("layer %s: TOC %d bytes, tar-split %d", d.Digest, toc, tarSplit)
+		}
+		return toc + tarSplit
+	}
 	want := floor{files: 3, size: int64(len(a) + len(e) + len(f)), bytes: rangeA + rangeE + rangeF,
-		layers: 3, compressed: int64(len(l1) + len(l2) + len(l3))}
+		layers: 3, compressed: int64(len(l1) + len(l2) + len(l3)), meta: meta(d1) + meta(d2) + meta(d3)}
 	if got != want {
 		t.Errorf("floor with host %+v, want %+v", got, want)
 	}
@@ -192,7 +207,7 @@ func TestFloorFromRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	if want := (floor{files: 3, size: int64(len(a) + len(f) + len(e)), bytes: rangeA + rangeF + rangeE3,
-		layers: 2, compressed: int64(len(l1) + len(l3))}); two != want {
+		layers: 2, compressed: int64(len(l1) + len(l3)), meta: meta(d1) + meta(d3)}); two != want {
 		t.Errorf("floor of image two alone %+v, want %+v", two, want)
 	}
 

@@ -28,7 +28,7 @@ import (
 )
 
 // All lists the scenarios in the order they run on a store.
-var All = []string{"pull", "disk", "start", "memory", "depth", "podman"}
+var All = []string{"pull", "partial-pull", "disk", "start", "memory", "depth", "podman"}
 
 // Drivers lists the drivers the benchmark knows: overlay-composefs is
 // c/storage's overlay in its composefs mode (use_composefs=true, with
@@ -115,10 +115,10 @@ func Run(ctx context.Context, cfg Config) (*report.Results, error) {
 	defer os.RemoveAll(scratch)
 	r := &runner{
 		cfg: cfg, scratch: scratch,
-		res: &report.Results{Drivers: cfg.Drivers, Scenarios: cfg.Scenarios, Runs: cfg.Runs,
-			Corpus: cfg.Corpus.Version, Machine: machineInfo()},
+		res:  &report.Results{Scenarios: cfg.Scenarios, Runs: cfg.Runs, Corpus: cfg.Corpus.Version, Machine: machineInfo()},
 		logf: func(format string, args ...any) { fmt.Fprintf(cfg.Progress, format+"\n", args...) },
 	}
+	r.res.Drivers = partialColumns(cfg.Drivers, r.partialOn())
 	r.res.CorpusInfo = corpusInfo(cfg.Corpus)
 	r.cacheDir = filepath.Join(scratch, "blob-info-cache")
 	if err := os.MkdirAll(r.cacheDir, 0o755); err != nil {
@@ -129,7 +129,7 @@ func Run(ctx context.Context, cfg Config) (*report.Results, error) {
 			return nil, err
 		}
 	}
-	if slices.Contains(cfg.Sources, "registry") && (r.want("pull") || r.want("disk") || r.want("start") || r.want("memory")) {
+	if slices.Contains(cfg.Sources, "registry") && (r.want("pull") || r.want("disk") || r.want("start") || r.want("memory") || r.want("partial-pull")) {
 		if err := r.startRegistry(ctx); err != nil {
 			return nil, err
 		}
@@ -277,6 +277,9 @@ func (r *runner) runAll(ctx context.Context) (err error) {
 	if err := r.step(ctx, "pull", "all drivers", needImages, func() error { return r.pullRounds(ctx, stores) }); err != nil {
 		return err
 	}
+	if err := r.step(ctx, "partial-pull", "all drivers", r.partialOn(), func() error { return r.partialPull(ctx) }); err != nil {
+		return err
+	}
 	for _, bs := range stores {
 		if err := r.stepOn(ctx, "disk", bs, r.want("disk"), func() error { return r.disk(ctx, bs) }); err != nil {
 			return err
@@ -381,8 +384,13 @@ func (r *runner) notes() []string {
 		"Each driver gets a fresh c/storage store (go.podman.io/storage) under " + r.cfg.WorkDir + ", on the corpus's filesystem; cfs runs with host_repo set to the corpus's host repo, cfs-nohost with host_repo empty.",
 		"pull: copy.Image (go.podman.io/image) of every image into an empty containers-storage store, from each source in turn (" + strings.Join(r.cfg.Sources, ", ") + "): `oci` is the corpus's OCI layout (gzip layers); `registry` is docker-registry (Debian's distribution registry) on 127.0.0.1 over plain HTTP, `docker://`, serving the corpus pushed once as zstd:chunked (kept beside the corpus), the only source from which c/storage takes its partial-pull path (ranged reads; with enable_partial_images, which only overlay-composefs sets). After an untimed warm-up pull per source into a scratch overlay store, each figure is the median of " + strconv.Itoa(max(1, r.cfg.PullRuns)) + " pulls per driver and source, the drivers interleaved round by round (vfs, whose pulls, starts and removals write and delete whole copies of the images, is measured in a block of its own after the other drivers, in pull, start and depth alike, so that its I/O does not fall on whichever driver follows it); each pull after `sync` + drop_caches and a read of the source's blobs (the source is in memory, as from a fast network); c/image's blob info cache is a fresh one under the work folder. Bytes written are write_bytes − cancelled_write_bytes of /proc/self/io plus the children's ru_oublock×512 (overlay unpacks in re-executed children). `time + sync` adds a syncfs of the store's filesystem after the pull. `first mount of each image`: then one container of each image is created, mounted, unmounted and deleted (cfs builds an image's flattened composefs image at its first mount, not during the pull); `time + first mounts` is the time until every image can run. The last pull from the last source fills the stores the other scenarios use. Untimed, after the last round of each source, a container of each image is mounted and its tree (type, permissions, owner, size, symlink target of every path) compared with the tree the image's layers make: a driver whose tree differs, or that fails to pull or mount an image, gets `failed` in that source's rows, with the error.",
 		"overlay-composefs: c/storage's overlay with use_composefs=true and the pull options enable_partial_images=true and convert_images=true (as Fedora's composefs setup), its mkcomposefs a link named mkcomposefs to `cfs-storage` (byte-identical to libcomposefs' tool; Debian has no composefs package) first on PATH. It writes a composefs image per layer only on a partial pull (registry source); layers from the OCI layout, and the depth scenario's layers (store.PutLayer), are plain overlay layers.",
-		"disk: st_blocks×512 of every inode of the host repo and the graph root, each (dev, inode) once, so objects hard-linked between host and store count once.",
 	}
+	if pn := r.partialNote(); pn != "" {
+		n = append(n, pn)
+	}
+	n = append(n,
+		"disk: st_blocks×512 of every inode of the host repo and the graph root, each (dev, inode) once, so objects hard-linked between host and store count once.",
+	)
 	if r.bound != nil {
 		n = append(n, r.bound.describe())
 	}

@@ -56,3 +56,28 @@ func TestRotated(t *testing.T) {
 		t.Fatalf("first of each round %q", firsts)
 	}
 }
+
+// TestPartialColumns checks that overlay-ostree gets a column, after
+// the overlay columns, only when the partial-pull scenario runs on
+// overlay.
+func TestPartialColumns(t *testing.T) {
+	for _, c := range []struct {
+		drivers []string
+		on      bool
+		want    []string
+	}{
+		{Drivers, true, []string{"cfs", "cfs-nohost", "overlay", "overlay-composefs", OstreeReposDriver, "vfs"}},
+		{Drivers, false, Drivers},
+		{[]string{"cfs", "overlay"}, true, []string{"cfs", "overlay", OstreeReposDriver}},
+		{[]string{"overlay", "cfs"}, true, []string{"overlay", OstreeReposDriver, "cfs"}},
+		{[]string{"cfs", "overlay-composefs"}, true, []string{"cfs", "overlay-composefs"}},
+	} {
+		before := slices.Clone(c.drivers)
+		if got := partialColumns(c.drivers, c.on); !slices.Equal(got, c.want) {
+			t.Errorf("partialColumns(%q, %v) = %q, want %q", c.drivers, c.on, got, c.want)
+		}
+		if !slices.Equal(c.drivers, before) {
+			t.Errorf("partialColumns changed its input to %q", c.drivers)
+		}
+	}
+}
