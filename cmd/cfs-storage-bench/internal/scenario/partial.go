@@ -329,7 +329,7 @@ func (r *runner) partialNote() string {
 		return "partial-pull: not run, it pulls from the registry source (--sources with registry; needs docker-registry)."
 	}
 	return "partial-pull: pulls from the registry source (docker-registry on 127.0.0.1 serving the corpus pushed as zstd:chunked) through a counting reverse proxy on 127.0.0.1 in front of it; " +
-		"`fetched` is the response body bytes of every blob GET through it (whole or ranged; manifests not counted), `ranged blob requests` the blob GETs with a Range header (0: no partial pull). " +
+		"`fetched` is the response body bytes of every blob GET through it (whole or ranged, layers and image configs; manifests not counted), `ranged blob requests` the blob GETs with a Range header (0: no partial pull). " +
 		"Two cases, each pulled (copy.Image) into an empty store of each configuration: `corpus`, every image in corpus order; `" + r.cfg.Corpus.StartImage + " onto host`, the start image alone " +
 		"(on the default corpus python, onto a host that has python3). Configurations: `cfs` (host_repo = the corpus's host repo) and `cfs-nohost` (no host), both with the pull options " +
 		"enable_partial_images=true and ostree_repos = driver.PartialPullRepo(graph root), the directory the driver fills with payload links named by SHA-256 to its store objects and, with host_repo, " +
