@@ -56,6 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.Quick, "quick", false, "use the small synthetic corpus (no network; for CI)")
 	runs := fs.Int("runs", 0, "repetitions of each latency figure (default 20, 5 with --quick)")
 	pullRuns := fs.Int("pull-runs", 0, "pulls per driver, median reported (default 5, 1 with --quick)")
+	fs.IntVar(&o.PartialRuns, "partial-runs", 1, "pulls per driver configuration and case in the partial-pull scenario, median reported")
 	drivers := fs.String("drivers", strings.Join(scenario.Drivers, ","), "drivers to measure")
 	scenarios := fs.String("scenarios", strings.Join(scenario.All, ","), "scenarios to run")
 	sources := fs.String("sources", strings.Join(scenario.Sources, ","), "pull sources: the corpus's OCI layout, and docker-registry on 127.0.0.1 serving it as zstd:chunked")
@@ -89,6 +90,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if o.Quick {
 			o.PullRuns = 1
 		}
+	}
+	if o.PartialRuns < 1 {
+		fmt.Fprintf(stderr, "cfs-storage-bench: --partial-runs must be at least 1, not %d\n", o.PartialRuns)
+		return 2
 	}
 	o.Drivers, o.Scenarios, o.Sources = splitList(*drivers), splitList(*scenarios), splitList(*sources)
 	for _, rec := range []struct {

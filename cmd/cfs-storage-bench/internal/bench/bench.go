@@ -28,6 +28,9 @@ type Options struct {
 	Runs int
 	// PullRuns is the number of pulls per driver (median reported).
 	PullRuns int
+	// PartialRuns is the number of partial pulls per configuration and
+	// case in the partial-pull scenario (median reported).
+	PartialRuns int
 	// Drivers and Scenarios select what runs, Sources where pulls come
 	// from.
 	Drivers, Scenarios, Sources []string
@@ -60,7 +63,7 @@ func Run(ctx context.Context, o Options) (*report.Results, error) {
 		return nil, err
 	}
 	res, err := scenario.Run(ctx, scenario.Config{
-		Corpus: c, Drivers: o.Drivers, Scenarios: o.Scenarios, Sources: o.Sources, Runs: o.Runs, PullRuns: o.PullRuns,
+		Corpus: c, Drivers: o.Drivers, Scenarios: o.Scenarios, Sources: o.Sources, Runs: o.Runs, PullRuns: o.PullRuns, PartialRuns: o.PartialRuns,
 		WorkDir: filepath.Join(o.Cache, "work"), Progress: o.Progress, CLI: o.CLI,
 	})
 	if err != nil {

@@ -20,11 +20,6 @@ import (
 // host repository as its ostree_repos (partial-pull scenario only).
 const OstreeReposDriver = "overlay-ostree"
 
-// partialRuns caps the pulls per configuration and case of the
-// partial-pull scenario (the bytes fetched do not vary; the time is the
-// median, nearest rank).
-const partialRuns = 2
-
 // partialConfig is a driver configuration of the partial-pull scenario.
 type partialConfig struct {
 	// label is its column.
@@ -196,10 +191,11 @@ func (r *runner) partialPull(ctx context.Context) error {
 	defer proxy.Stop()
 	// Untimed: the first pull through the proxy of the process pays
 	// one-time costs.
-	if _, err := r.partialOnce(ctx, proxy, configs[0], cases[len(cases)-1], false); err != nil {
+	warm := &partialCase{prefix: "warm-up: ", images: r.cfg.Corpus.Images[:1]}
+	if _, err := r.partialOnce(ctx, proxy, configs[0], warm, false); err != nil {
 		return fmt.Errorf("warm-up: %w", err)
 	}
-	rounds := min(max(1, r.cfg.PullRuns), partialRuns)
+	rounds := max(1, r.cfg.PartialRuns)
 	results := map[string][]partialResult{} // label + "\x00" + prefix
 	for round := range rounds {
 		for _, cfg := range rotated(configs, round) {
@@ -342,7 +338,7 @@ func (r *runner) partialNote() string {
 		"bytes, the TOC's endOffset − offset (the file's zstd frames, every chunk of it); the TOCs are read from the registry as c/storage's differ reads them (the range of the layer's manifest-position " +
 		"annotation, checked against its TOC digest annotation, zstd-decompressed). The floor leaves out what every partial pull fetches besides file contents (TOCs, tar-splits, manifests, configs), " +
 		"so a pull that fetches no known content is still a little above 1×. `fetched ÷ compressed size` is against the case's distinct layer blobs. Time and bytes written as in pull (after sync + drop_caches " +
-		"and a read of the registry's blobs; the proxy runs in this process); the median (nearest rank) of min(pull runs, " + fmt.Sprint(partialRuns) + ") pulls per configuration and case, the configurations " +
-		"interleaved round by round (rotating which goes first), after an untimed warm-up pull. After the last round, untimed, a container of each pulled image is mounted and its tree compared with the " +
+		"and a read of the registry's blobs; the proxy runs in this process); the median (nearest rank) of " + fmt.Sprint(max(1, r.cfg.PartialRuns)) + " pull(s) per configuration and case (--partial-runs), " +
+		"the configurations interleaved round by round (rotating which goes first), after an untimed warm-up pull of the corpus's first image. After the last round, untimed, a container of each pulled image is mounted and its tree compared with the " +
 		"image's: a difference or a failed pull makes that case's rows `failed [n]`."
 }

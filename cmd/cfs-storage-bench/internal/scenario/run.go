@@ -59,6 +59,9 @@ type Config struct {
 	// PullRuns is the number of pulls per driver (the median is
 	// reported); 0 means 1.
 	PullRuns int
+	// PartialRuns is the number of pulls per configuration and case in
+	// the partial-pull scenario (the median is reported); 0 means 1.
+	PartialRuns int
 	// WorkDir holds the temporary stores; it must be on the corpus's
 	// filesystem for host hard links.
 	WorkDir string
