@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -422,32 +423,33 @@ func (ix *Index) forget(o objectStat) {
 // NoSHA256), are hashed first, each once across processes: the digests
 // go to the cache file as lookups' do.
 func (ix *Index) Contents(ctx context.Context, fn func(path string, size int64, sha [32]byte) error) error {
-	never := func(*cacheEntry) bool { return false }
 	ix.mu.Lock()
 	sizes := make([]int64, 0, len(ix.bySize))
 	for size := range ix.bySize {
 		sizes = append(sizes, size)
 	}
 	ix.mu.Unlock()
-	for _, size := range sizes {
-		if err := func() error {
-			defer ix.lockSize(size)()
-			var todo []objectStat
-			ix.mu.Lock()
-			for _, o := range ix.bySize[size] {
-				if e, ok := ix.cache.entries[o.sum]; !ok || e.mtime != o.mtime || e.size != o.size || (e.content && !e.hasSHA) {
-					todo = append(todo, o)
+	// Sizes are hashed on one worker per CPU: nothing else waits on a
+	// first refresh, and hashing is most of it.
+	work := make(chan int64)
+	errs := make([]error, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for w := range errs {
+		wg.Go(func() {
+			for size := range work {
+				if errs[w] == nil {
+					errs[w] = ix.hashForSHA(ctx, size)
 				}
 			}
-			ix.mu.Unlock()
-			if len(todo) == 0 {
-				return nil
-			}
-			_, _, err := ix.hashUnknown(ctx, todo, never, true)
-			return err
-		}(); err != nil {
-			return err
-		}
+		})
+	}
+	for _, size := range sizes {
+		work <- size
+	}
+	close(work)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	type content struct {
 		path string
@@ -470,4 +472,23 @@ func (ix *Index) Contents(ctx context.Context, fn func(path string, size int64, 
 		}
 	}
 	return nil
+}
+
+// hashForSHA hashes, with their SHA-256, the candidates of size whose
+// cache records lack it.
+func (ix *Index) hashForSHA(ctx context.Context, size int64) error {
+	defer ix.lockSize(size)()
+	var todo []objectStat
+	ix.mu.Lock()
+	for _, o := range ix.bySize[size] {
+		if e, ok := ix.cache.entries[o.sum]; !ok || e.mtime != o.mtime || e.size != o.size || (e.content && !e.hasSHA) {
+			todo = append(todo, o)
+		}
+	}
+	ix.mu.Unlock()
+	if len(todo) == 0 {
+		return nil
+	}
+	_, _, err := ix.hashUnknown(ctx, todo, func(*cacheEntry) bool { return false }, true)
+	return err
 }
