@@ -256,7 +256,7 @@ func (ix *Index) matchKnown(size int64, match func(*cacheEntry) bool) (string, b
 	var unknown []objectStat
 	for _, o := range append([]objectStat(nil), ix.bySize[size]...) {
 		e, ok := ix.cache.entries[o.sum]
-		if !ok || e.mtime != o.mtime || e.size != o.size {
+		if !ok || !e.current(o) {
 			unknown = append(unknown, o)
 			continue
 		}
@@ -289,7 +289,7 @@ func (ix *Index) hashUnknown(ctx context.Context, unknown []objectStat, match fu
 		ix.mu.Lock()
 		e, ok := ix.cache.entries[o.sum]
 		ix.mu.Unlock()
-		if !ok || e.mtime != o.mtime || e.size != o.size || (withSHA && e.content && !e.hasSHA) {
+		if !ok || !e.current(o) || (withSHA && e.content && !e.hasSHA) {
 			if err := ctx.Err(); err != nil {
 				return "", false, err
 			}
@@ -460,7 +460,7 @@ func (ix *Index) Contents(ctx context.Context, fn func(path string, size int64, 
 	ix.mu.Lock()
 	for _, objs := range ix.bySize {
 		for _, o := range objs {
-			if e, ok := ix.cache.entries[o.sum]; ok && e.content && e.hasSHA && e.size == o.size && e.mtime == o.mtime {
+			if e, ok := ix.cache.entries[o.sum]; ok && e.current(o) && e.content && e.hasSHA {
 				all = append(all, content{ix.repo.fileObjectPath(o.sum), o.size, e.sha256})
 			}
 		}
@@ -481,7 +481,7 @@ func (ix *Index) hashForSHA(ctx context.Context, size int64) error {
 	var todo []objectStat
 	ix.mu.Lock()
 	for _, o := range ix.bySize[size] {
-		if e, ok := ix.cache.entries[o.sum]; !ok || e.mtime != o.mtime || e.size != o.size || (e.content && !e.hasSHA) {
+		if e, ok := ix.cache.entries[o.sum]; !ok || !e.current(o) || (e.content && !e.hasSHA) {
 			todo = append(todo, o)
 		}
 	}
@@ -491,4 +491,10 @@ func (ix *Index) hashForSHA(ctx context.Context, size int64) error {
 	}
 	_, _, err := ix.hashUnknown(ctx, todo, func(*cacheEntry) bool { return false }, true)
 	return err
+}
+
+// current says whether e was recorded for the object o as it is now
+// (objects are immutable: a changed size or mtime is another file).
+func (e *cacheEntry) current(o objectStat) bool {
+	return e.size == o.size && e.mtime == o.mtime
 }
